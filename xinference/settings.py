@@ -1,0 +1,131 @@
+"""Every ``XINFERENCE_*`` environment variable, typed, with its default.
+
+Code reads settings through :func:`get_settings` (or builds a :class:`Settings`
+from an explicit mapping in tests); nothing else in the package reads
+``XINFERENCE_*`` variables from ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional
+
+DEFAULT_ENDPOINT = "http://127.0.0.1:9997"
+MODEL_SOURCES = ("huggingface", "modelscope", "csghub")
+LAUNCH_STRATEGIES = ("IDLE_FIRST_LAUNCH_STRATEGY", "SPREAD_LAUNCH_STRATEGY", "PACK_LAUNCH_STRATEGY")
+
+
+class SettingsError(ValueError):
+    """An ``XINFERENCE_*`` variable holds a value that cannot be used."""
+
+
+def _env_name(field_name: str) -> str:
+    return "XINFERENCE_" + field_name.upper()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed view of the ``XINFERENCE_*`` variables (field ``home`` <- ``XINFERENCE_HOME``)."""
+
+    home: Path = field(default_factory=lambda: Path.home() / ".xinference")
+    endpoint: str = DEFAULT_ENDPOINT
+    model_src: str = "huggingface"
+    health_check_failure_threshold: int = 5
+    health_check_interval: float = 5.0
+    health_check_timeout: float = 10.0
+    disable_health_check: bool = False
+    disable_metrics: bool = False
+    download_max_attempts: int = 3
+    sse_ping_attempts_seconds: float = 600.0
+    max_tokens: Optional[int] = None
+    allowed_ips: Optional[str] = None
+    batch_size: int = 32
+    batch_interval: float = 0.003
+    allow_multi_replica_per_gpu: bool = True
+    launch_strategy: str = "IDLE_FIRST_LAUNCH_STRATEGY"
+    enable_virtual_env: bool = True
+    virtual_env_skip_installed: bool = True
+    csg_token: Optional[str] = None
+    csg_endpoint: str = "https://hub-stg.opencsg.com/"
+    heartbeat_interval: float = 2.0
+    worker_lost_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        """Read every field from ``environ`` (default ``os.environ``); unset keeps the default."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(_env_name(f.name))
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.model_src not in MODEL_SOURCES:
+            raise SettingsError(
+                f"XINFERENCE_MODEL_SRC={self.model_src!r} is not one of {', '.join(MODEL_SOURCES)}"
+            )
+        if self.launch_strategy not in LAUNCH_STRATEGIES:
+            raise SettingsError(
+                f"XINFERENCE_LAUNCH_STRATEGY={self.launch_strategy!r} is not one of "
+                f"{', '.join(LAUNCH_STRATEGIES)}"
+            )
+        if self.batch_size < 1:
+            raise SettingsError("XINFERENCE_BATCH_SIZE must be at least 1")
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def registrations_dir(self) -> Path:
+        return self.home / "model" / "registrations"
+
+    @property
+    def virtualenv_dir(self) -> Path:
+        return self.home / "virtualenv" / "v4"
+
+
+def _convert(name: str, type_name: str, raw: str):
+    type_name = str(type_name)
+    try:
+        if "bool" in type_name:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "int" in type_name:
+            return int(raw)
+        if "float" in type_name:
+            return float(raw)
+        if "Path" in type_name:
+            return Path(raw).expanduser()
+        return raw
+    except ValueError:
+        raise SettingsError(
+            f"{_env_name(name)}={raw!r} is not a valid {type_name.replace('Optional[', '').rstrip(']')}"
+        ) from None
+
+
+_cached: Optional[Settings] = None
+
+
+def get_settings(refresh: bool = False) -> Settings:
+    """The process-wide settings, read from the environment once (``refresh`` re-reads)."""
+    global _cached
+    if _cached is None or refresh:
+        _cached = Settings.from_env()
+    return _cached
