@@ -1,0 +1,86 @@
+"""A real ``xinference-local`` in its own process, shared by the end-to-end tests.
+
+It binds a free port on 127.0.0.1, uses a temporary XINFERENCE_HOME, launches the
+embedded default model (SmolLM2 on llama.cpp) and is stopped with Ctrl-C (SIGINT)
+at the end of the session, killed if it does not stop within 30 s.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LocalServer:
+    base_url: str
+    home: str
+    process: subprocess.Popen
+    log_path: str
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as fh:
+            return fh.read()
+
+
+def wait_until(predicate, timeout: float, what: str, server=None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+            last = exc
+        if server is not None and server.process.poll() is not None:
+            raise AssertionError(f"server exited early:\n{server.log()}")
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what} ({last})"
+                         + (f"\n{server.log()}" if server else ""))
+
+
+def model_ready(base_url: str, uid: str) -> bool:
+    resp = httpx.get(f"{base_url}/v1/models/{uid}", timeout=5)
+    return resp.status_code == 200 and resp.json()["status"] == "READY"
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory):
+    """A running xinference-local with the default model READY; yields LocalServer."""
+    home = tmp_path_factory.mktemp("xinference_home")
+    port = free_port()
+    log_path = str(home / "server.out")
+    env = dict(os.environ, XINFERENCE_HOME=str(home), OMP_NUM_THREADS="1")
+    env.pop("XINFERENCE_ENDPOINT", None)
+    with open(log_path, "w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "xinference.deploy.local", "-p", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, env=env)
+    server = LocalServer(f"http://127.0.0.1:{port}", str(home), process, log_path)
+    try:
+        wait_until(lambda: httpx.get(f"{server.base_url}/status", timeout=2).status_code == 200,
+                   60, "the API", server)
+        wait_until(lambda: model_ready(server.base_url, DEFAULT_MODEL), 120,
+                   "the default model", server)
+        yield server
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)

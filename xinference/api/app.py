@@ -1,0 +1,23 @@
+"""The FastAPI application: routes, error mapping and the gateway on ``app.state``."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..settings import Settings
+from .errors import install_error_handlers
+from .gateway import Gateway
+from .routes_admin import router as admin_router
+from .routes_openai import router as openai_router
+
+
+def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
+    """Build the REST gateway for the supervisor at ``supervisor_address``."""
+    app = FastAPI(title="Xinference", version=__version__,
+                  description="OpenAI-compatible API for open models, and their management.")
+    app.state.gateway = Gateway(supervisor_address, settings)
+    install_error_handlers(app)
+    app.include_router(openai_router)
+    app.include_router(admin_router)
+    return app

@@ -1,0 +1,120 @@
+"""Xinference's management endpoints: models, registrations, engines, cluster."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from .. import __version__
+from .gateway import Gateway
+from .schemas import LaunchModelRequest
+
+router = APIRouter()
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway
+
+
+async def _supervisor(request: Request):
+    return await _gateway(request).supervisor()
+
+
+@router.get("/status")
+async def status(request: Request):
+    workers = await (await _supervisor(request)).list_workers()
+    return {"status": "ok", "version": __version__, "workers": len(workers)}
+
+
+@router.get("/v1/models")
+async def list_models(request: Request):
+    data = await (await _supervisor(request)).list_models()
+    return {"object": "list", "data": data}
+
+
+@router.post("/v1/models")
+async def launch_model(body: LaunchModelRequest, request: Request, wait_ready: bool = True):
+    payload = body.model_dump()
+    result = await (await _supervisor(request)).launch_model(payload, wait_ready)
+    _gateway(request).router.forget(result["model_uid"])
+    return result
+
+
+@router.get("/v1/models/instances")
+async def model_instances(request: Request, model_name: Optional[str] = None,
+                          model_uid: Optional[str] = None):
+    models = await (await _supervisor(request)).list_models()
+    return [m for m in models
+            if (model_name is None or m["model_name"] == model_name)
+            and (model_uid is None or m["id"] == model_uid)]
+
+
+@router.get("/v1/models/{model_uid}")
+async def describe_model(model_uid: str, request: Request):
+    return await (await _supervisor(request)).describe_model(model_uid)
+
+
+@router.delete("/v1/models/{model_uid}")
+async def terminate_model(model_uid: str, request: Request):
+    await (await _supervisor(request)).terminate_model(model_uid)
+    _gateway(request).router.forget(model_uid)
+    return JSONResponse(None)
+
+
+@router.get("/v1/models/{model_uid}/replicas")
+async def model_replicas(model_uid: str, request: Request):
+    return (await (await _supervisor(request)).get_replicas(model_uid))["replicas"]
+
+
+@router.post("/v1/models/{model_uid}/requests/{request_id}/abort")
+async def abort_request(model_uid: str, request_id: str, request: Request):
+    aborted = await _gateway(request).abort(model_uid, request_id)
+    return {"msg": "aborted" if aborted else "not running", "aborted": aborted}
+
+
+@router.get("/v1/model_registrations/{model_type}")
+async def list_registrations(model_type: str, request: Request, detailed: bool = False):
+    return await (await _supervisor(request)).list_registrations(model_type, detailed)
+
+
+@router.get("/v1/model_registrations/{model_type}/{model_name}")
+async def get_registration(model_type: str, model_name: str, request: Request):
+    return await (await _supervisor(request)).get_registration(model_type, model_name)
+
+
+@router.get("/v1/engines/{model_name}")
+async def query_engines(model_name: str, request: Request, all: bool = False):  # noqa: A002
+    return await (await _supervisor(request)).query_engines(model_name, None, all)
+
+
+@router.get("/v1/engines/{model_type}/{model_name}")
+async def query_engines_typed(model_type: str, model_name: str, request: Request,
+                              all: bool = False):  # noqa: A002
+    return await (await _supervisor(request)).query_engines(model_name, model_type, all)
+
+
+@router.get("/v1/cluster/info")
+async def cluster_info(request: Request):
+    return await (await _supervisor(request)).cluster_info()
+
+
+@router.get("/v1/workers")
+async def workers(request: Request):
+    return await (await _supervisor(request)).list_workers()
+
+
+@router.get("/v1/cluster/auth")
+async def cluster_auth():
+    return {"auth": False}
+
+
+@router.get("/v1/address")
+async def address(request: Request):
+    return _gateway(request).supervisor_address
+
+
+@router.get("/v1/supervisor")
+async def supervisor_info(request: Request):
+    return {"address": _gateway(request).supervisor_address, "version": __version__}

@@ -1,0 +1,109 @@
+"""ModelActor: one replica of a model, alone in its own sub-process.
+
+Thin by design: it builds the engine named in its :class:`ReplicaSpec`, loads
+it off the event loop, and forwards requests to it. Streams go out as lists of
+the chunks ready at each pull (see :func:`ready_batches`), token by token when
+the consumer keeps up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+import xoscar as xo
+
+from ..errors import InvalidRequestError, ModelLaunchError, XinferenceError
+from ..model.engines.registry import find_engine, load_engine_class
+from .messages import ReplicaSpec
+from .streaming import ready_batches
+
+logger = logging.getLogger(__name__)
+
+
+class ModelActor(xo.StatelessActor):
+    """Serves one replica; concurrent calls run concurrently (stateless actor)."""
+
+    def __init__(self, spec: ReplicaSpec, log_file: Optional[str] = None,
+                 log_level: str = "INFO"):
+        super().__init__()
+        self._spec = spec
+        self._engine = None
+        self._log_file = log_file
+        self._log_level = log_level
+
+    async def __post_create__(self):
+        if self._log_file:
+            from ..logs import configure_process_logging
+
+            configure_process_logging(self._log_file, self._log_level)
+
+    async def __pre_destroy__(self):
+        if self._engine is not None:
+            await asyncio.to_thread(self._engine.close)
+            self._engine = None
+
+    async def load(self) -> Dict[str, Any]:
+        """Build and load the engine; a failure becomes ModelLaunchError naming the cause."""
+        cfg = self._spec.engine_config
+        entry = find_engine(cfg.model_type, cfg.engine)
+        engine_cls = load_engine_class(entry)
+        engine = engine_cls(cfg)
+        try:
+            await asyncio.to_thread(engine.load)
+        except XinferenceError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any engine failure is reported with its cause
+            logger.exception("Loading %s failed", cfg.model_uid)
+            raise ModelLaunchError(
+                f"{cfg.engine} failed to load {cfg.model_name}: {type(exc).__name__}: {exc}"
+            ) from None
+        self._engine = engine
+        logger.info("Replica %s of %s ready on %s (pid %d)", self._spec.replica_uid,
+                    cfg.model_uid, cfg.engine, os.getpid())
+        return {"pid": os.getpid(), **engine.describe()}
+
+    def _require(self, method: str):
+        if self._engine is None:
+            raise ModelLaunchError("the model is not loaded yet")
+        if not hasattr(self._engine, method):
+            cfg = self._spec.engine_config
+            raise InvalidRequestError(
+                f"Model {cfg.model_uid!r} is a {cfg.model_type} model and does not support {method}",
+                param="model")
+        return getattr(self._engine, method)
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def describe(self) -> Dict[str, Any]:
+        return {"pid": os.getpid(), **(self._engine.describe() if self._engine else {})}
+
+    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._require("chat")(request)
+
+    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._require("complete")(request)
+
+    @xo.generator
+    async def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[List[Dict[str, Any]]]:
+        async for batch in ready_batches(self._require("chat_stream")(request)):
+            yield batch
+
+    @xo.generator
+    async def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[List[Dict[str, Any]]]:
+        async for batch in ready_batches(self._require("complete_stream")(request)):
+            yield batch
+
+    async def embed(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._require("embed")(request)
+
+    async def rerank(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._require("rerank")(request)
+
+    async def abort(self, request_id: str) -> bool:
+        if self._engine is None:
+            return False
+        return await self._engine.abort(request_id)

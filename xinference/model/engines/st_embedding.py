@@ -1,0 +1,172 @@
+"""Text embeddings with sentence-transformers, batched across concurrent requests.
+
+Each request is parsed, tokenized once (for the token limit and the usage count)
+and checked on its own; then its texts join a :class:`DynamicBatcher`, whose one
+worker thread runs ``SentenceTransformer.encode`` on merged batches, so the event
+loop never waits on torch.
+
+Engine options (``EngineConfig.options``): ``n_threads`` (torch intra-op threads,
+default 1), ``batch_size`` / ``batch_interval`` (override ``XINFERENCE_BATCH_SIZE`` /
+``XINFERENCE_BATCH_INTERVAL``), ``max_items`` (inputs per request, default 2048),
+``trust_remote_code`` (default false).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ...errors import InvalidRequestError, ModelLaunchError
+from .. import embedding_input as inp
+from ..batching import DynamicBatcher
+from .base import EmbeddingEngine, EngineConfig
+
+logger = logging.getLogger(__name__)
+
+# Requests with more text than this are tokenized in a thread, not on the event loop.
+_INLINE_TOKENIZE_CHARS = 16_000
+
+
+def set_torch_threads(options: Dict[str, Any]) -> int:
+    """Apply ``options["n_threads"]`` (default 1) to torch; returns the count used."""
+    import torch
+
+    n_threads = int(options.get("n_threads") or 1)
+    if n_threads < 1:
+        raise InvalidRequestError("n_threads must be at least 1", param="n_threads")
+    torch.set_num_threads(n_threads)
+    return n_threads
+
+
+def request_tokenizer(tokenizer: Any) -> Tuple[Any, Any]:
+    """A private copy of ``tokenizer`` for counting tokens outside the engine thread.
+
+    Returns ``(tokenizer_copy, backend)`` where ``backend`` is the Rust tokenizer with
+    truncation and padding off (read-only use of it is thread-safe), or None for a
+    slow tokenizer.
+    """
+    own = copy.deepcopy(tokenizer)
+    backend = getattr(own, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    return own, backend
+
+
+def count_tokens(tokenizer: Any, backend: Any, texts: Sequence[Any]) -> List[int]:
+    """Token counts of texts (or of ``(a, b)`` pairs), special tokens included."""
+    if backend is not None:
+        return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=True)]
+    return [len(tokenizer(*t if isinstance(t, tuple) else (t,))["input_ids"]) for t in texts]
+
+
+class SentenceTransformersEmbedding(EmbeddingEngine):
+    """OpenAI ``/v1/embeddings`` on a ``SentenceTransformer`` model, on CPU."""
+
+    def __init__(self, config: EngineConfig):
+        super().__init__(config)
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._backend: Any = None
+        self._batcher: Optional[DynamicBatcher] = None
+        self.dimensions = 0
+        self.max_tokens = 0
+        self.n_threads = 1
+
+    def load(self) -> None:
+        """Load the model on CPU and start its batcher."""
+        self.n_threads = set_torch_threads(self.config.options)
+        from sentence_transformers import SentenceTransformer
+
+        trust = bool(self.config.options.get("trust_remote_code", False))
+        try:
+            model = SentenceTransformer(self.config.model_path, device="cpu", trust_remote_code=trust)
+        except Exception as exc:
+            raise ModelLaunchError(
+                f"sentence-transformers could not load {self.config.model_path!r}: {exc}") from exc
+        model.eval()
+        self.max_tokens = self._token_limit(model)
+        model.max_seq_length = self.max_tokens
+        self.dimensions = int(model.get_embedding_dimension() or 0)
+        self._tokenizer, self._backend = request_tokenizer(model.tokenizer)
+        self._model = model
+        options = self.config.options
+        self._batcher = DynamicBatcher(
+            self._encode_batch, max_batch_size=options.get("batch_size"),
+            max_wait=options.get("batch_interval"), name=f"embed-{self.config.model_uid}")
+
+    def _token_limit(self, model: Any) -> int:
+        limits = [v for v in (model.max_seq_length, inp.family_flag(self.config.family, "max_tokens"))
+                  if isinstance(v, int) and v > 0]
+        return min(limits) if limits else 512
+
+    def close(self) -> None:
+        if self._batcher is not None:
+            self._batcher.close()
+            self._batcher = None
+        self._model = None
+
+    def describe(self) -> Dict[str, Any]:
+        return {"n_threads": self.n_threads, "dimensions": self.dimensions,
+                "max_tokens": self.max_tokens,
+                "batch_size": self._batcher.max_batch_size if self._batcher else None}
+
+    def _encode_batch(self, texts: List[str]) -> List[Any]:
+        vectors = self._model.encode(texts, batch_size=len(texts), convert_to_numpy=True,
+                                     show_progress_bar=False)
+        return list(vectors)
+
+    @property
+    def _max_items(self) -> int:
+        return int(self.config.options.get("max_items") or inp.DEFAULT_MAX_ITEMS)
+
+    def _prepare(self, items: List[inp.RawItem], truncate: bool) -> Tuple[List[str], int]:
+        """Texts to encode and the request's token count; raises on an over-long input."""
+        texts = [item if isinstance(item, str)
+                 else self._tokenizer.decode(item, skip_special_tokens=True) for item in items]
+        for i, text in enumerate(texts):
+            if not text.strip():
+                raise InvalidRequestError(f"`input[{i}]` decodes to empty text", param="input")
+        counts = count_tokens(self._tokenizer, self._backend, texts)
+        total = 0
+        for i, n in enumerate(counts):
+            if n > self.max_tokens and not truncate:
+                raise inp.too_long_error(i, n, self.max_tokens, len(counts))
+            total += min(n, self.max_tokens)
+        return texts, total
+
+    async def embed(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """OpenAI ``list`` of ``embedding`` objects with real token ``usage``."""
+        if self._batcher is None:
+            raise InvalidRequestError("the embedding model is not loaded")
+        items = inp.parse_input(request.get("input"), self._max_items)
+        inp.check_token_ids(items, len(self._tokenizer))
+        fmt = inp.parse_encoding_format(request)
+        dims = inp.parse_dimensions(request, self.dimensions,
+                                    bool(inp.family_flag(self.config.family, "matryoshka")),
+                                    self.config.model_name or "this model")
+        truncate = inp.parse_truncate(request)
+        if sum(len(i) for i in items) > _INLINE_TOKENIZE_CHARS:
+            texts, tokens = await asyncio.to_thread(self._prepare, items, truncate)
+        else:
+            texts, tokens = self._prepare(items, truncate)
+        vectors = await self._batcher.submit(texts)
+        data = [{"object": "embedding", "index": i, "embedding": self._format(v, dims, fmt)}
+                for i, v in enumerate(vectors)]
+        return {"object": "list", "data": data, "model": self.config.model_uid,
+                "usage": inp.usage(tokens)}
+
+    @staticmethod
+    def _format(vector: Any, dims: Optional[int], fmt: str) -> Any:
+        if dims is not None:
+            import numpy as np
+
+            vector = vector[:dims]
+            norm = float(np.linalg.norm(vector))
+            if norm > 0:
+                vector = vector / norm
+        if fmt == "base64":
+            return inp.vector_to_base64(vector)
+        return vector.tolist()
