@@ -1,0 +1,159 @@
+"""Model handles returned by ``client.get_model(uid)``, one class per kind of model.
+
+A handle is bound to its client's runner: with :class:`~xinference.client.Client`
+its methods return results; with :class:`~xinference.client.AsyncClient` they
+return awaitables of the same results (streams become async iterators).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Union
+
+from .calls import Call, drop_none
+from .errors import XinferenceClientError
+
+
+async def _nothing() -> None:
+    return None
+
+
+class ModelHandle:
+    """Base handle: the model's uid, its description and the runner that sends calls."""
+
+    def __init__(self, model_uid: str, runner: Any, description: Optional[Dict] = None):
+        self.model_uid = model_uid
+        self.description = description or {}
+        self._runner = runner
+
+    def _run(self, call: Call) -> Any:
+        return self._runner.run(call)
+
+    def _post(self, path: str, verb: str, body: Dict[str, Any], stream: bool = False,
+              raw: bool = False) -> Any:
+        action = f"{verb} with model {self.model_uid!r}"
+        return self._run(Call("POST", path, action, json=body, stream=stream, raw=raw))
+
+    def close(self) -> Any:
+        """Nothing to release: a handle shares its client's connections."""
+        return _nothing() if self._runner.is_async else None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model_uid={self.model_uid!r})"
+
+
+class GenerateModelHandle(ModelHandle):
+    """An LLM that completes prompts (``/v1/completions``)."""
+
+    def generate(self, prompt: Union[str, List[str]],
+                 generate_config: Optional[Dict[str, Any]] = None) -> Any:
+        """Complete ``prompt``; ``generate_config`` holds sampling options such as
+        ``max_tokens``. With ``{"stream": True}`` the result is an iterator of
+        completion chunks, else one completion dict."""
+        config = dict(generate_config or {})
+        body = {"model": self.model_uid, "prompt": prompt, **config}
+        return self._post("/v1/completions", "generate", body, stream=bool(config.get("stream")))
+
+
+class ChatModelHandle(GenerateModelHandle):
+    """A chat LLM (``/v1/chat/completions``); it can also :meth:`generate`."""
+
+    def chat(self, messages: Union[str, List[Dict[str, Any]]],
+             tools: Optional[List[Dict[str, Any]]] = None,
+             generate_config: Optional[Dict[str, Any]] = None, *,
+             enable_thinking: Optional[bool] = None) -> Any:
+        """Answer the conversation ``messages`` (a string is one user message).
+
+        ``generate_config`` holds sampling options; with ``{"stream": True}`` the
+        result is an iterator of chat chunks, else one chat completion dict.
+        ``enable_thinking`` toggles reasoning for hybrid-thinking models.
+        """
+        if isinstance(messages, str):
+            messages = [{"role": "user", "content": messages}]
+        config = dict(generate_config or {})
+        if enable_thinking is not None:
+            template_kwargs = dict(config.get("chat_template_kwargs") or {})
+            template_kwargs["enable_thinking"] = enable_thinking
+            config["chat_template_kwargs"] = template_kwargs
+        body: Dict[str, Any] = {"model": self.model_uid, "messages": messages}
+        if tools is not None:
+            body["tools"] = tools
+        body.update(config)
+        return self._post("/v1/chat/completions", "chat", body,
+                          stream=bool(config.get("stream")))
+
+
+class EmbeddingModelHandle(ModelHandle):
+    """An embedding model (``/v1/embeddings``)."""
+
+    def create_embedding(self, input: Union[str, List[str], List[int], List[List[int]]],
+                         **kwargs: Any) -> Any:
+        """Embed ``input``; extra keyword arguments (e.g. ``dimensions``) go in the body."""
+        body = {"model": self.model_uid, "input": input, **kwargs}
+        return self._post("/v1/embeddings", "create embeddings", body)
+
+
+class RerankModelHandle(ModelHandle):
+    """A reranker (``/v1/rerank``)."""
+
+    def rerank(self, documents: List[str], query: str, top_n: Optional[int] = None,
+               max_chunks_per_doc: Optional[int] = None,
+               return_documents: Optional[bool] = None,
+               return_len: Optional[bool] = None, **kwargs: Any) -> Any:
+        """Score ``documents`` against ``query``; the answer's ``results`` are sorted
+        by ``relevance_score``, best first, and cut to ``top_n`` when given."""
+        body = drop_none({"model": self.model_uid, "documents": documents, "query": query,
+                          "top_n": top_n, "max_chunks_per_doc": max_chunks_per_doc,
+                          "return_documents": return_documents, "return_len": return_len})
+        body.update(kwargs)
+        return self._post("/v1/rerank", "rerank", body)
+
+
+class ImageModelHandle(ModelHandle):
+    """An image model (``/v1/images/generations``)."""
+
+    def text_to_image(self, prompt: str, n: int = 1, size: str = "1024*1024",
+                      response_format: str = "url", **kwargs: Any) -> Any:
+        """Draw ``n`` images of ``size`` (``"W*H"``) from ``prompt``."""
+        body = {"model": self.model_uid, "prompt": prompt, "n": n, "size": size,
+                "response_format": response_format, **kwargs}
+        return self._post("/v1/images/generations", "create images", body)
+
+
+class AudioModelHandle(ModelHandle):
+    """An audio model (``/v1/audio/transcriptions`` and ``/v1/audio/speech``)."""
+
+    def transcriptions(self, audio: bytes, language: Optional[str] = None,
+                       prompt: Optional[str] = None, response_format: str = "json",
+                       temperature: float = 0, **kwargs: Any) -> Any:
+        """Transcribe ``audio`` (the bytes of an audio file)."""
+        form = drop_none({"model": self.model_uid, "language": language, "prompt": prompt,
+                          "response_format": response_format,
+                          "temperature": str(temperature), **kwargs})
+        action = f"transcribe with model {self.model_uid!r}"
+        return self._run(Call("POST", "/v1/audio/transcriptions", action, data=form,
+                              files={"file": ("audio", audio, "application/octet-stream")}))
+
+    def speech(self, input: str, voice: str = "", response_format: str = "mp3",
+               speed: float = 1.0, **kwargs: Any) -> Any:
+        """Speak ``input``; the result is the audio file's bytes."""
+        body = {"model": self.model_uid, "input": input, "voice": voice,
+                "response_format": response_format, "speed": speed, **kwargs}
+        return self._post("/v1/audio/speech", "synthesize speech", body, raw=True)
+
+
+_BY_TYPE = {"embedding": EmbeddingModelHandle, "rerank": RerankModelHandle,
+            "image": ImageModelHandle, "audio": AudioModelHandle}
+
+
+def handle_for(runner: Any, model_uid: str, description: Dict[str, Any]) -> ModelHandle:
+    """The handle class that fits a model's description (its type and abilities)."""
+    model_type = str(description.get("model_type") or "")
+    if model_type.lower() == "llm":
+        abilities = description.get("model_ability") or []
+        cls = ChatModelHandle if "chat" in abilities else GenerateModelHandle
+        return cls(model_uid, runner, description)
+    cls = _BY_TYPE.get(model_type.lower())
+    if cls is None:
+        raise XinferenceClientError(
+            f"model {model_uid!r} has type {model_type!r}, which this client cannot drive")
+    return cls(model_uid, runner, description)
