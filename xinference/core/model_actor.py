@@ -71,7 +71,8 @@ class ModelActor(xo.StatelessActor):
         if not hasattr(self._engine, method):
             cfg = self._spec.engine_config
             raise InvalidRequestError(
-                f"Model {cfg.model_uid!r} is a {cfg.model_type} model and does not support {method}",
+                f"Model {cfg.model_uid!r} is of type {cfg.model_type} and does not support "
+                f"{method.replace('_stream', '')}; launch a model of the right type for this endpoint",
                 param="model")
         return getattr(self._engine, method)
 

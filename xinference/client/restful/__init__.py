@@ -1,0 +1,3 @@
+"""Import paths Xinference users may already type (``xinference.client.restful...``)."""
+
+from .restful_client import Client, RESTfulClient  # noqa: F401
