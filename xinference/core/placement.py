@@ -24,7 +24,7 @@ Ties end on worker address and GPU index, so the same input gives the same answe
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import InvalidRequestError, ResourceExhaustedError
@@ -141,6 +141,14 @@ class PlacementRequest:
                 f"{len(self.gpu_idx)}; pin more GPUs or lower n_gpu",
                 param="gpu_idx",
             )
+
+
+    def with_replicas(self, count: int) -> "PlacementRequest":
+        """The same per-replica demand for ``count`` replicas (re-launches, scaling)."""
+        n_gpu = self.n_gpu
+        if n_gpu == "auto" and self.gpu_idx:
+            n_gpu = max(1, len(self.gpu_idx) // self.replica)
+        return replace(self, replica=count, n_gpu=n_gpu)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,498 @@
+"""The supervisor's view of the cluster, as plain classes: workers, replicas, recovery.
+
+Actors record events here (a worker registers or heartbeats, a replica is
+ready or failed, a model is launched or scaled) and carry out what comes back
+(replicas to launch and where, replicas to terminate). Nothing here talks to
+another process, so every rule is tested without xoscar.
+
+Replica states: ``LAUNCHING -> READY -> FAILED | LOST -> TERMINATING -> removed``.
+A LOST replica (its worker stopped heartbeating) is re-launched elsewhere, or
+adopted back (``LOST -> READY``) when its worker returns still running it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from ..errors import DuplicateModelError, ModelNotFoundError, XinferenceError
+from .placement import Assignment, ClusterSnapshot, PlacedReplica, PlacementRequest, place
+from .resources import WorkerResources
+
+Clock = Callable[[], float]
+
+
+class InvalidTransitionError(XinferenceError):
+    """A replica was asked to move to a state its current state cannot reach (HTTP 409)."""
+
+    status_code = 409
+    error_type = "conflict"
+
+
+class WorkerStatus(str, enum.Enum):
+    ALIVE = "ALIVE"
+    LOST = "LOST"
+
+
+@dataclass
+class WorkerEntry:
+    """A registered worker; times are the table's clock (monotonic seconds by default)."""
+
+    address: str
+    resources: Optional[WorkerResources]
+    registered_at: float
+    last_heartbeat: float
+    status: WorkerStatus = WorkerStatus.ALIVE
+    lost_at: Optional[float] = None
+
+    def to_dict(self) -> dict:
+        return dict(dataclasses.asdict(self), status=self.status.value)
+
+
+class WorkerTable:
+    """Workers by address, marked LOST after ``lost_timeout`` seconds without a heartbeat.
+
+    ``lost_timeout`` defaults to ``XINFERENCE_WORKER_LOST_TIMEOUT``; ``clock`` is
+    injectable for tests. A worker is marked lost by :meth:`check`, so it is lost
+    at most ``lost_timeout`` plus one check period after its last heartbeat.
+    """
+
+    def __init__(self, lost_timeout: Optional[float] = None, clock: Clock = time.monotonic):
+        if lost_timeout is None:
+            from ..settings import get_settings
+
+            lost_timeout = get_settings().worker_lost_timeout
+        if lost_timeout <= 0:
+            raise ValueError(f"worker lost timeout must be positive, got {lost_timeout}")
+        self.lost_timeout = float(lost_timeout)
+        self._clock = clock
+        self._entries: Dict[str, WorkerEntry] = {}
+
+    def register(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
+        """Add or revive ``address`` (idempotent); True when the worker was known before."""
+        now = self._clock()
+        entry = self._entries.get(address)
+        if entry is None:
+            self._entries[address] = WorkerEntry(address, resources, now, now)
+            return False
+        entry.status, entry.lost_at, entry.last_heartbeat = WorkerStatus.ALIVE, None, now
+        entry.resources = resources or entry.resources
+        return True
+
+    def heartbeat(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
+        """Record a heartbeat; False means "unknown or lost: register again with your replicas"."""
+        entry = self._entries.get(address)
+        if entry is None or entry.status is not WorkerStatus.ALIVE:
+            return False
+        entry.last_heartbeat = self._clock()
+        entry.resources = resources or entry.resources
+        return True
+
+    def check(self) -> List[str]:
+        """Mark workers silent for longer than the timeout as LOST; return those newly lost."""
+        now = self._clock()
+        lost = []
+        for address in sorted(self._entries):
+            entry = self._entries[address]
+            if entry.status is WorkerStatus.ALIVE and now - entry.last_heartbeat > self.lost_timeout:
+                entry.status, entry.lost_at = WorkerStatus.LOST, now
+                lost.append(address)
+        return lost
+
+    def remove(self, address: str) -> None:
+        self._entries.pop(address, None)
+
+    def get(self, address: str) -> Optional[WorkerEntry]:
+        return self._entries.get(address)
+
+    def entries(self) -> List[WorkerEntry]:
+        return [self._entries[a] for a in sorted(self._entries)]
+
+    def is_alive(self, address: str) -> bool:
+        entry = self._entries.get(address)
+        return entry is not None and entry.status is WorkerStatus.ALIVE
+
+    def alive_resources(self) -> List[WorkerResources]:
+        """Resources of the ALIVE workers that have reported them, by address."""
+        return [e.resources for e in self.entries() if e.status is WorkerStatus.ALIVE and e.resources]
+
+
+class ReplicaState(str, enum.Enum):
+    LAUNCHING = "LAUNCHING"
+    READY = "READY"
+    FAILED = "FAILED"
+    LOST = "LOST"
+    TERMINATING = "TERMINATING"
+
+
+S = ReplicaState
+TRANSITIONS: Dict[ReplicaState, Tuple[ReplicaState, ...]] = {
+    S.LAUNCHING: (S.READY, S.FAILED, S.LOST, S.TERMINATING),
+    S.READY: (S.FAILED, S.LOST, S.TERMINATING),
+    S.FAILED: (S.TERMINATING,),
+    S.LOST: (S.READY, S.TERMINATING),
+    S.TERMINATING: (),
+}
+ACTIVE = (S.LAUNCHING, S.READY)
+HOLDS_RESOURCES = (S.LAUNCHING, S.READY, S.TERMINATING)
+
+
+@dataclass
+class ReplicaRecord:
+    """One replica of a model: where it runs and in what state (``error`` says why it failed)."""
+
+    model_uid: str
+    index: int
+    worker_address: str
+    gpu_idx: Tuple[int, ...] = ()
+    memory: Optional[int] = None
+    state: ReplicaState = ReplicaState.LAUNCHING
+    error: Optional[str] = None
+    updated_at: float = field(default_factory=time.time)
+
+    @property
+    def replica_uid(self) -> str:
+        return f"{self.model_uid}-{self.index}"
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out.update(replica_uid=self.replica_uid, state=self.state.value, gpu_idx=list(self.gpu_idx))
+        return out
+
+
+@dataclass
+class ModelEntry:
+    """A launched model: its placement request (``request.replica`` is the desired count)."""
+
+    request: PlacementRequest
+    replicas: Dict[int, ReplicaRecord] = field(default_factory=dict)
+
+
+class ReplicaTable:
+    """Models by uid and their replicas by index, with the replica state machine enforced."""
+
+    def __init__(self) -> None:
+        self._models: Dict[str, ModelEntry] = {}
+
+    def check_new(self, model_uid: str) -> None:
+        """Raise DuplicateModelError if ``model_uid`` is taken (ValueError if empty)."""
+        if not model_uid:
+            raise ValueError("a model in the replica table needs a model_uid")
+        if model_uid in self._models:
+            raise DuplicateModelError(f"model uid {model_uid!r} is already running; "
+                                      "pick another uid or terminate it first", param="model_uid")
+
+    def add_model(self, request: PlacementRequest) -> ModelEntry:
+        """Add a model with no replica yet; ``request.replica`` is its desired count."""
+        self.check_new(request.model_uid)
+        self._models[request.model_uid] = ModelEntry(request)
+        return self._models[request.model_uid]
+
+    def model(self, model_uid: str) -> ModelEntry:
+        entry = self._models.get(model_uid)
+        if entry is None:
+            raise ModelNotFoundError(f"model {model_uid!r} is not running", param="model_uid")
+        return entry
+
+    def has_model(self, model_uid: str) -> bool:
+        return model_uid in self._models
+
+    def remove_model(self, model_uid: str) -> List[ReplicaRecord]:
+        """Forget a model; returns its remaining records (the caller stops them)."""
+        entry = self._models.pop(model_uid, None)
+        return [] if entry is None else [entry.replicas[i] for i in sorted(entry.replicas)]
+
+    def models(self) -> List[ModelEntry]:
+        return [self._models[uid] for uid in sorted(self._models)]
+
+    def desired(self) -> Dict[str, int]:
+        return {uid: entry.request.replica for uid, entry in self._models.items()}
+
+    def set_desired(self, model_uid: str, replica: int) -> None:
+        entry = self.model(model_uid)
+        entry.request = entry.request.with_replicas(replica)
+
+    def get(self, model_uid: str, index: int) -> Optional[ReplicaRecord]:
+        return self.model(model_uid).replicas.get(index)
+
+    def records(self, model_uid: Optional[str] = None) -> List[ReplicaRecord]:
+        entries = [self.model(model_uid)] if model_uid else self.models()
+        return [e.replicas[i] for e in entries for i in sorted(e.replicas)]
+
+    def launch(self, model_uid: str, index: int, assignment: Assignment) -> ReplicaRecord:
+        """Record a new LAUNCHING replica; an old LOST/FAILED record at ``index`` is replaced."""
+        self._drop_dead(model_uid, index)
+        record = ReplicaRecord(model_uid, index, assignment.worker_address,
+                               tuple(assignment.gpu_idx), assignment.memory)
+        self.model(model_uid).replicas[index] = record
+        return record
+
+    def adopt(self, model_uid: str, index: int, address: str, gpu_idx: Sequence[int] = (),
+              memory: Optional[int] = None, ready: bool = True) -> ReplicaRecord:
+        """Record a replica found on ``address`` (READY, or LAUNCHING if still loading).
+
+        The record already there for ``address`` is kept (LOST -> READY); a LOST or
+        FAILED record elsewhere is replaced; no duplicate is ever created.
+        """
+        current = self.get(model_uid, index)
+        if current is not None and current.worker_address == address:
+            if ready and current.state in (ReplicaState.LAUNCHING, ReplicaState.LOST):
+                self.transition(model_uid, index, ReplicaState.READY)
+            if current.state in ACTIVE:
+                return current
+        self._drop_dead(model_uid, index)
+        state = ReplicaState.READY if ready else ReplicaState.LAUNCHING
+        record = self.model(model_uid).replicas[index] = ReplicaRecord(
+            model_uid, index, address, tuple(gpu_idx), memory, state)
+        return record
+
+    def _drop_dead(self, model_uid: str, index: int) -> None:
+        current = self.get(model_uid, index)
+        if current is None:
+            return
+        if current.state not in (ReplicaState.LOST, ReplicaState.FAILED):
+            raise InvalidTransitionError(
+                f"replica {current.replica_uid} is {current.state.value} on "
+                f"{current.worker_address}; it cannot be replaced")
+        self.transition(model_uid, index, ReplicaState.TERMINATING)
+        self.remove(model_uid, index)
+
+    def transition(self, model_uid: str, index: int, state: ReplicaState,
+                   error: Optional[str] = None) -> ReplicaRecord:
+        """Move a replica to ``state``; raises InvalidTransitionError if the machine forbids it."""
+        record = self.get(model_uid, index)
+        if record is None:
+            raise ModelNotFoundError(f"model {model_uid!r} has no replica {index}", param="replica")
+        state = ReplicaState(state)
+        if state not in TRANSITIONS[record.state]:
+            raise InvalidTransitionError(
+                f"replica {record.replica_uid} cannot go from {record.state.value} to {state.value}")
+        record.state, record.updated_at, record.error = state, time.time(), error or record.error
+        return record
+
+    def remove(self, model_uid: str, index: int) -> None:
+        """Forget a TERMINATING replica (the last step of the machine)."""
+        record = self.get(model_uid, index)
+        if record is not None and record.state is not ReplicaState.TERMINATING:
+            raise InvalidTransitionError(
+                f"replica {record.replica_uid} is {record.state.value}; terminate it before removing")
+        self.model(model_uid).replicas.pop(index, None)
+
+    def mark_worker_lost(self, address: str) -> List[ReplicaRecord]:
+        """LAUNCHING/READY replicas on ``address`` become LOST (returned); TERMINATING ones go."""
+        lost = []
+        for record in [r for r in self.records() if r.worker_address == address]:
+            if record.state in ACTIVE:
+                lost.append(self.transition(record.model_uid, record.index, ReplicaState.LOST,
+                                            f"worker {address} stopped sending heartbeats"))
+            elif record.state is ReplicaState.TERMINATING:
+                self.remove(record.model_uid, record.index)
+        return lost
+
+    def missing(self) -> List[Tuple[str, int]]:
+        """(model uid, index) below each desired count with no record or a LOST one."""
+        out = []
+        for entry in self.models():
+            for index in range(entry.request.replica):
+                record = entry.replicas.get(index)
+                if record is None or record.state is ReplicaState.LOST:
+                    out.append((entry.request.model_uid, index))
+        return out
+
+    def placed(self, alive: Iterable[str]) -> List[PlacedReplica]:
+        """Replicas holding resources on the ``alive`` workers, as placement input."""
+        alive = set(alive)
+        return [PlacedReplica(r.model_uid, r.worker_address, r.gpu_idx, r.memory,
+                              loaded=r.state is not ReplicaState.LAUNCHING)
+                for r in self.records() if r.state in HOLDS_RESOURCES and r.worker_address in alive]
+
+
+class ActionKind(str, enum.Enum):
+    LAUNCH = "launch"
+    ADOPT = "adopt"
+    TERMINATE = "terminate"
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A running copy of replica ``index`` of a model; ``tracked`` if the table counts it."""
+
+    model_uid: str
+    index: int
+    worker_address: str
+    ready: bool = True
+    tracked: bool = False
+
+
+@dataclass(frozen=True)
+class Action:
+    """One step toward the desired state; ``worker_address`` is None for a launch."""
+
+    kind: ActionKind
+    model_uid: str
+    index: int
+    worker_address: Optional[str] = None
+    reason: str = ""
+
+
+def reconcile(desired: Mapping[str, int], observed: Iterable[Observed]) -> List[Action]:
+    """Actions that turn the ``observed`` copies into exactly ``desired[uid]`` replicas per model.
+
+    Each wanted index keeps one copy (tracked first, then ready, then by worker
+    address) and adopts it if untracked; other copies and copies of unwanted
+    models or indexes are terminated; indexes with no copy are launched.
+    """
+    copies: Dict[Tuple[str, int], Dict[str, Observed]] = defaultdict(dict)
+    for obs in observed:
+        seen = copies[(obs.model_uid, obs.index)].get(obs.worker_address)
+        if seen is None or (obs.tracked and not seen.tracked):
+            copies[(obs.model_uid, obs.index)][obs.worker_address] = obs
+    actions = []
+    for (uid, index), by_worker in sorted(copies.items()):
+        group = sorted(by_worker.values(), key=lambda o: (not o.tracked, not o.ready, o.worker_address))
+        if index >= desired.get(uid, 0):
+            why = f"model {uid!r} wants {desired[uid]} replicas" if uid in desired else "not running"
+            actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address, why) for o in group]
+            continue
+        if not group[0].tracked:
+            actions.append(Action(ActionKind.ADOPT, uid, index, group[0].worker_address, "running"))
+        actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address,
+                           f"duplicate of the copy on {group[0].worker_address}") for o in group[1:]]
+    for uid in sorted(desired):
+        actions += [Action(ActionKind.LAUNCH, uid, i, None, "no running copy")
+                    for i in range(desired[uid]) if not copies.get((uid, i))]
+    return actions
+
+
+@dataclass(frozen=True)
+class ReportedReplica:
+    """A replica a worker says it runs, sent when the worker (re-)registers."""
+
+    model_uid: str
+    index: int
+    gpu_idx: Tuple[int, ...] = ()
+    memory: Optional[int] = None
+    ready: bool = True
+
+
+@dataclass
+class RecoveryPlan:
+    """Replicas recorded as LAUNCHING (the caller starts them) and those that found no room."""
+
+    launches: List[ReplicaRecord] = field(default_factory=list)
+    unplaced: List[Tuple[str, int, str]] = field(default_factory=list)
+
+
+@dataclass
+class Registration:
+    """What a worker's (re-)registration changed, and what the caller must do."""
+
+    returning: bool
+    adopted: List[ReplicaRecord] = field(default_factory=list)
+    terminate: List[Action] = field(default_factory=list)
+    lost: List[ReplicaRecord] = field(default_factory=list)
+
+
+class ClusterState:
+    """Workers, replicas and the placement settings: the supervisor's whole bookkeeping.
+
+    ``startup_grace`` (seconds) holds back re-launches after a supervisor restart
+    so workers still running replicas can re-register first.
+    """
+
+    def __init__(self, lost_timeout: Optional[float] = None, strategy: Optional[str] = None,
+                 allow_multi_replica_per_gpu: Optional[bool] = None,
+                 clock: Clock = time.monotonic, startup_grace: float = 0.0):
+        self.workers = WorkerTable(lost_timeout, clock)
+        self.replicas = ReplicaTable()
+        self.strategy = strategy
+        self.allow_multi_replica_per_gpu = allow_multi_replica_per_gpu
+        self._clock = clock
+        self._grace_until = clock() + startup_grace
+
+    def snapshot(self) -> ClusterSnapshot:
+        workers = self.workers.alive_resources()
+        return ClusterSnapshot(workers, self.replicas.placed(w.address for w in workers))
+
+    def place(self, request: PlacementRequest) -> List[Assignment]:
+        return place(request, self.snapshot(), self.strategy, self.allow_multi_replica_per_gpu)
+
+    def launch_model(self, request: PlacementRequest) -> List[ReplicaRecord]:
+        """Place every replica (all or nothing) and record them LAUNCHING."""
+        self.replicas.check_new(request.model_uid)
+        assignments = self.place(request)
+        self.replicas.add_model(request)
+        return [self.replicas.launch(request.model_uid, i, a) for i, a in enumerate(assignments)]
+
+    def scale(self, model_uid: str, replica: int) -> Tuple[List[ReplicaRecord], List[ReplicaRecord]]:
+        """Change a model's replica count: (new LAUNCHING records, records now TERMINATING)."""
+        entry = self.replicas.model(model_uid)
+        old = entry.request.replica
+        extra = self.place(entry.request.with_replicas(replica - old)) if replica > old else []
+        self.replicas.set_desired(model_uid, replica)
+        launched = [self.replicas.launch(model_uid, old + i, a) for i, a in enumerate(extra)]
+        stopping = [self.replicas.transition(model_uid, r.index, ReplicaState.TERMINATING)
+                    for r in self.replicas.records(model_uid) if r.index >= replica
+                    and r.state is not ReplicaState.TERMINATING]
+        return launched, stopping
+
+    def heartbeat(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
+        return self.workers.heartbeat(address, resources)
+
+    def register_worker(self, address: str, resources: Optional[WorkerResources] = None,
+                        reported: Sequence[ReportedReplica] = ()) -> Registration:
+        """(Re-)register a worker and reconcile the replicas it reports with the table."""
+        result = Registration(self.workers.register(address, resources))
+        reported = {(r.model_uid, r.index): r for r in reported}
+        observed = [Observed(r.model_uid, r.index, r.worker_address, tracked=True)
+                    for r in self.replicas.records() if r.state in ACTIVE
+                    and r.worker_address != address and self.workers.is_alive(r.worker_address)]
+        for (uid, index), rep in sorted(reported.items()):
+            record = self.replicas.get(uid, index) if self.replicas.has_model(uid) else None
+            here = record is not None and record.worker_address == address
+            if here and record.state is ReplicaState.TERMINATING:
+                result.terminate.append(Action(ActionKind.TERMINATE, uid, index, address,
+                                               "replica is being terminated"))
+                continue
+            tracked = here and record.state in ACTIVE + (ReplicaState.LOST,)
+            observed.append(Observed(uid, index, address, rep.ready, tracked))
+        actions = reconcile(self.replicas.desired(), observed)
+        result.terminate += [a for a in actions
+                             if a.kind is ActionKind.TERMINATE and a.worker_address == address]
+        dropped = {(a.model_uid, a.index) for a in result.terminate}
+        for key, rep in sorted(reported.items()):
+            if key not in dropped:
+                result.adopted.append(self.replicas.adopt(
+                    rep.model_uid, rep.index, address, rep.gpu_idx, rep.memory, rep.ready))
+        for record in self.replicas.records():
+            key = (record.model_uid, record.index)
+            if record.worker_address == address and record.state in ACTIVE and key not in reported:
+                result.lost.append(self.replicas.transition(
+                    *key, ReplicaState.LOST, f"worker {address} came back without it"))
+        return result
+
+    def tick(self) -> Tuple[List[str], RecoveryPlan]:
+        """Mark silent workers lost, their replicas LOST, and re-place what is missing."""
+        lost_workers = self.workers.check()
+        for address in lost_workers:
+            self.replicas.mark_worker_lost(address)
+        return lost_workers, self.recover()
+
+    def recover(self) -> RecoveryPlan:
+        """Record a LAUNCHING replica for every missing one that fits (none during the grace)."""
+        plan = RecoveryPlan()
+        if self._clock() < self._grace_until:
+            return plan
+        for uid, index in self.replicas.missing():
+            request = self.replicas.model(uid).request.with_replicas(1)
+            try:
+                assignment = self.place(request)[0]
+            except XinferenceError as exc:
+                plan.unplaced.append((uid, index, exc.message))
+                continue
+            plan.launches.append(self.replicas.launch(uid, index, assignment))
+        return plan

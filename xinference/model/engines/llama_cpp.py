@@ -1,0 +1,528 @@
+"""The llama.cpp engine, on xllamacpp: GGUF models, chat and text completion.
+
+xllamacpp runs llama.cpp's own server in-process; requests go straight to its
+handlers (no HTTP). Non-streamed calls block a worker thread until done.
+Streamed calls block too, but hand each chunk to a callback on llama.cpp's
+thread; the callback feeds an asyncio queue, and returning True from it makes
+llama.cpp stop that slot, which is how a closed or aborted stream ends.
+
+Where llama.cpp falls short of OpenAI, this module fills in: ``n`` > 1 and
+lists of prompts run as separate slots whose choices and usage are merged
+(llama.cpp caps ``n`` at its slot count and under-counts usage), completion
+``logprobs`` take OpenAI's legacy shape, ``echo`` is honoured, and a request
+carrying ``request_id`` runs as a stream internally so :meth:`abort` can stop it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import re
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional
+
+from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
+                       RequestAbortedError, XinferenceError)
+from .base import EngineConfig, LLMEngine
+
+DEFAULT_CTX = 4096
+MIN_SLOT_CTX = 1024
+DEFAULT_SLOTS = 4
+_MANAGED = ("hostnames", "port", "api_keys", "model")
+_DROP = ("model", "user", "request_id", "stream", "stream_options", "n", "echo")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_DONE = object()
+
+
+def default_threads() -> int:
+    """min(2, usable CPUs): more threads than cores only adds contention."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    return max(1, min(2, cpus))
+
+
+def _coerce(name: str, current: Any, raw: Any) -> Any:
+    """``raw`` (often a CLI string) converted to the type of the current value."""
+    if isinstance(current, bool):
+        text = str(raw).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(f"expected true or false, got {raw!r}")
+    if isinstance(current, enum.Enum):
+        return _as_enum(type(current), raw)
+    if isinstance(current, int):
+        if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+            raise ValueError(f"expected an integer, got {raw!r}")
+        return int(raw.strip(), 0) if isinstance(raw, str) else int(raw)
+    if isinstance(current, float):
+        return float(raw)
+    if isinstance(current, str):
+        return str(raw)
+    if isinstance(current, (list, set)):
+        items = raw
+        if isinstance(raw, str):
+            items = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+        kind = type(next(iter(current))) if current else None
+        items = [kind(x) if kind in (int, float, str) else x for x in items]
+        return set(items) if isinstance(current, set) else items
+    if isinstance(current, dict):
+        value = json.loads(raw) if isinstance(raw, str) else dict(raw)
+        return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
+    raise InvalidRequestError(
+        f"llama.cpp option {name!r} is a group of settings: set one of its fields "
+        f"with a dotted name such as '{name}.<field>'", param=name)
+
+
+def _as_enum(kind: type, raw: Any) -> Any:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return kind(raw)
+    text = str(raw).strip().lower()
+    if text.lstrip("-").isdigit():
+        return kind(int(text))
+    found = [m for m in kind if m.name.lower() == text or m.name.lower().endswith("_" + text)]
+    if len(found) != 1:
+        names = ", ".join(m.name for m in kind)
+        raise ValueError(f"{raw!r} is not one of {names}")
+    return found[0]
+
+
+def _set_option(params: Any, key: str, value: Any) -> None:
+    """Apply ``key`` (a CommonParams attribute or a dotted path) with its type coerced."""
+    path = key.replace("-", "_").split(".")
+    if path[0] in _MANAGED:
+        raise InvalidRequestError(
+            f"llama.cpp option {key!r} is set by xinference and cannot be changed", param=key)
+    target = params
+    for depth, part in enumerate(path):
+        if part.startswith("_") or not hasattr(target, part) or callable(getattr(target, part)):
+            raise InvalidRequestError(
+                f"Unknown llama.cpp option {key!r}: it names no field of xllamacpp.CommonParams "
+                "(use its attribute names, e.g. n_gpu_layers, or dotted ones like sampling.temp)",
+                param=key)
+        if depth < len(path) - 1:
+            target = getattr(target, part)
+    try:
+        setattr(target, path[-1], _coerce(key, getattr(target, path[-1]), value))
+    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise InvalidRequestError(f"Bad value {value!r} for llama.cpp option {key!r}: {exc}",
+                                  param=key) from None
+
+
+def _int_option(options: Dict[str, Any], key: str, default: int, low: int) -> int:
+    raw = options.pop(key, default)
+    try:
+        value = _coerce(key, 0, raw)
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"Bad value {raw!r} for option {key!r}: {exc}", param=key) from None
+    if value < low:
+        raise InvalidRequestError(f"Option {key!r} must be at least {low}, got {value}", param=key)
+    return value
+
+
+def build_params(config: EngineConfig) -> Any:
+    """The ``xllamacpp.CommonParams`` for ``config`` (no model is loaded).
+
+    ``n_ctx`` given as an option is used as is (llama.cpp splits it evenly over
+    the slots). Otherwise it is the model's context length capped to 4096,
+    raised so that each of the ``n_parallel`` slots gets at least 1024 tokens.
+    """
+    import xllamacpp
+
+    options = {k.replace("-", "_"): v for k, v in (config.options or {}).items()}
+    slots = _int_option(options, "n_parallel", DEFAULT_SLOTS, 1)
+    threads = _int_option(options, "n_threads", default_threads(), 1)
+    if "n_ctx" in options:
+        n_ctx = _int_option(options, "n_ctx", DEFAULT_CTX, 0)
+    else:
+        n_ctx = max(min(config.context_length or DEFAULT_CTX, DEFAULT_CTX), slots * MIN_SLOT_CTX)
+    params = xllamacpp.CommonParams()
+    params.model.path = config.model_path
+    params.n_ctx, params.n_parallel = n_ctx, slots
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.warmup, params.use_jinja, params.endpoint_metrics, params.ui = False, True, True, False
+    params.n_threads_http, params.verbosity = 1, 2
+    if config.enable_thinking is not None:
+        params.default_template_kwargs = {"enable_thinking": json.dumps(bool(config.enable_thinking))}
+    for key, value in options.items():
+        _set_option(params, key, value)
+    # llama.cpp also serves HTTP: loopback only, random port, and a key nobody knows.
+    params.hostnames, params.port = ["127.0.0.1"], 0
+    params.api_keys = [secrets.token_urlsafe(24)]
+    return params
+
+
+def _param_of(message: str) -> Optional[str]:
+    found = re.search(r"'([A-Za-z_][A-Za-z0-9_]*)'", message)
+    return found.group(1) if found else None
+
+
+def _error_from(err: Any) -> XinferenceError:
+    """llama.cpp's error body (``{"code", "message", "type"}``) as a domain error."""
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    code, message = err.get("code", 500), str(err.get("message") or "llama.cpp failed")
+    if isinstance(code, int) and 400 <= code < 500:
+        return InvalidRequestError(message, param=_param_of(message))
+    if code == 503:
+        return ModelUnavailableError(message)
+    return XinferenceError(f"llama.cpp: {message}")
+
+
+def _checked(result: Any) -> Dict[str, Any]:
+    if not isinstance(result, dict):
+        raise XinferenceError(f"llama.cpp returned {type(result).__name__}, not a JSON object")
+    if "error" in result:
+        raise _error_from(result["error"])
+    if "choices" not in result and "message" in result:
+        raise _error_from(result)
+    return result
+
+
+def _invoke(fn: Callable, payload: Dict[str, Any], *callback: Callable) -> Any:
+    """Call an xllamacpp handler; its ValueError/RuntimeError mean a bad request."""
+    try:
+        return fn(payload, *callback)
+    except (ValueError, RuntimeError) as exc:
+        raise InvalidRequestError(str(exc), param=_param_of(str(exc))) from None
+
+
+@dataclass
+class _Job:
+    """One llama.cpp call: ``index`` is its choice index, ``group`` its prompt's."""
+
+    index: int
+    group: int
+    payload: Dict[str, Any]
+    echo: Optional[str] = None
+
+
+class _StreamRun:
+    """Streaming llama.cpp calls on worker threads, delivering chunks to one queue."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
+        self.loop, self.pending = loop, count
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.stopped = self.aborted = False
+
+    def stop(self, aborted: bool = False) -> None:
+        self.aborted = self.aborted or aborted
+        self.stopped = True
+
+    def _post(self, item: Any) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
+        except RuntimeError:  # the event loop is gone: nobody is listening any more
+            self.stopped = True
+
+    def run(self, fn: Callable, job: _Job) -> None:
+        def on_chunk(chunk: Dict[str, Any]) -> bool:
+            if not self.stopped:
+                self._post((job, chunk))
+            return self.stopped
+
+        try:
+            _invoke(fn, job.payload, on_chunk)
+            self._post((job, _DONE))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            self._post((job, exc))
+
+    async def chunks(self) -> AsyncIterator[tuple]:
+        while self.pending:
+            job, item = await self.queue.get()
+            if item is _DONE:
+                self.pending -= 1
+            elif isinstance(item, BaseException):
+                raise item
+            elif "error" in item:
+                raise _error_from(item["error"])
+            else:
+                yield job, item
+
+
+def _is_prompt_list(prompt: Any) -> bool:
+    return (isinstance(prompt, list) and len(prompt) > 1
+            and all(isinstance(p, (str, list)) for p in prompt))
+
+
+def _add_usage(total: Dict[str, Any], seen: set, group: int, usage: Dict[str, Any]) -> None:
+    """Sum completion tokens over choices; count each prompt once, as OpenAI does."""
+    total["completion_tokens"] = total.get("completion_tokens", 0) + usage.get("completion_tokens", 0)
+    if group not in seen:
+        seen.add(group)
+        total["prompt_tokens"] = total.get("prompt_tokens", 0) + usage.get("prompt_tokens", 0)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
+        if cached is not None:
+            details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
+            details["cached_tokens"] += cached
+    total["total_tokens"] = total.get("prompt_tokens", 0) + total["completion_tokens"]
+
+
+def _legacy_logprobs(logprobs: Any, offset: int) -> Any:
+    """llama.cpp's chat-style completion logprobs in OpenAI's legacy completion shape."""
+    if not isinstance(logprobs, dict) or "content" not in logprobs:
+        return logprobs
+    entries = logprobs.get("content") or []
+    offsets = []
+    for entry in entries:
+        offsets.append(offset)
+        offset += len(entry.get("token", ""))
+    return {"tokens": [e.get("token", "") for e in entries],
+            "token_logprobs": [e.get("logprob") for e in entries],
+            "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs") or []}
+                             for e in entries],
+            "text_offset": offsets}
+
+
+def _fold_call(calls: Dict[int, Dict[str, Any]], call: Dict[str, Any]) -> None:
+    cur = calls.setdefault(call.get("index", 0), {"id": None, "type": "function",
+                                                   "function": {"name": "", "arguments": ""}})
+    if call.get("id"):
+        cur["id"] = call["id"]
+    function = call.get("function") or {}
+    cur["function"]["name"] += function.get("name") or ""
+    cur["function"]["arguments"] += function.get("arguments") or ""
+
+
+def _fold(acc: Dict[int, Dict[str, Any]], choice: Dict[str, Any], kind: str) -> None:
+    """Add one streamed choice to the whole choice being gathered for its index."""
+    index = choice["index"]
+    if kind == "chat":
+        cur = acc.setdefault(index, {"index": index, "finish_reason": None, "calls": {},
+                                     "message": {"role": "assistant", "content": ""}})
+        delta, message = choice.get("delta") or {}, cur["message"]
+        for key in ("content", "reasoning_content"):
+            if delta.get(key):
+                message[key] = (message.get(key) or "") + delta[key]
+        for call in delta.get("tool_calls") or []:
+            _fold_call(cur["calls"], call)
+    else:
+        cur = acc.setdefault(index, {"index": index, "text": "", "logprobs": None,
+                                     "finish_reason": None})
+        cur["text"] += choice.get("text") or ""
+    if choice.get("logprobs"):
+        gathered = cur.get("logprobs") or {}
+        for key, values in choice["logprobs"].items():
+            if isinstance(values, list):
+                gathered.setdefault(key, []).extend(values)
+        cur["logprobs"] = gathered
+    if choice.get("finish_reason"):
+        cur["finish_reason"] = choice["finish_reason"]
+
+
+def _final_choice(cur: Dict[str, Any]) -> Dict[str, Any]:
+    calls = cur.pop("calls", None)
+    if calls:
+        cur["message"]["tool_calls"] = [calls[k] for k in sorted(calls)]
+        cur["message"]["content"] = cur["message"]["content"] or None
+    return cur
+
+
+class LlamaCppEngine(LLMEngine):
+    """Chat and completions on a GGUF model with llama.cpp's continuous batching.
+
+    ``config.options``: ``n_ctx``, ``n_parallel`` (slots, default 4), ``n_threads``
+    (default min(2, CPUs)), and any ``xllamacpp.CommonParams`` field by name or
+    dotted path (``n_gpu_layers``, ``sampling.temp``, ``chat_template`` ...), its
+    value coerced from strings. An unknown name raises :class:`InvalidRequestError`.
+    """
+
+    def __init__(self, config: EngineConfig):
+        super().__init__(config)
+        self._server: Any = None
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._facts: Dict[str, Any] = {}
+        self._runs: Dict[str, List[_StreamRun]] = {}
+
+    def load(self) -> None:
+        params = build_params(self.config)
+        path = self.config.model_path
+        if not os.path.isfile(path):
+            raise ModelLaunchError(f"llama.cpp needs a GGUF file and {path!r} is not one")
+        import xllamacpp
+
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as exc:  # noqa: BLE001 - reported with its cause
+            raise ModelLaunchError(f"llama.cpp could not load {path}: {exc}") from None
+        slots = params.n_parallel
+        self._executor = ThreadPoolExecutor(4 * slots + 4, thread_name_prefix="llama.cpp")
+        self._facts = {"engine": "llama.cpp", "n_ctx": params.n_ctx, "n_parallel": slots,
+                       "n_ctx_per_slot": params.n_ctx // slots,
+                       "threads": params.cpuparams.n_threads,
+                       "xllamacpp_version": getattr(xllamacpp, "__version__", None)}
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        for runs in list(self._runs.values()):
+            for run in runs:
+                run.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+        del server  # llama.cpp stops once the calls still running return
+
+    def describe(self) -> Dict[str, Any]:
+        return dict(self._facts)
+
+    def metrics(self) -> str:
+        """llama.cpp's Prometheus metrics text (slots busy, tokens, speeds)."""
+        return self._require().handle_metrics()
+
+    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._whole(request, "chat")
+
+    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        return await self._whole(request, "text")
+
+    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        return self._stream(request, "chat")
+
+    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        return self._stream(request, "text")
+
+    async def abort(self, request_id: str) -> bool:
+        runs = self._runs.get(request_id) or []
+        for run in runs:
+            run.stop(aborted=True)
+        return bool(runs)
+
+    def _require(self) -> Any:
+        if self._server is None:
+            raise ModelUnavailableError("the llama.cpp engine is not loaded (or was closed)")
+        return self._server
+
+    def _handler(self, kind: str) -> Callable:
+        server = self._require()
+        return server.handle_chat_completions if kind == "chat" else server.handle_completions
+
+    def _jobs(self, request: Dict[str, Any], kind: str) -> List[_Job]:
+        """One llama.cpp call per choice: ``n`` times each prompt, in OpenAI's order."""
+        body = {k: v for k, v in request.items() if k not in _DROP}
+        if "max_completion_tokens" in body:
+            body["max_tokens"] = body.pop("max_completion_tokens")
+        n = request.get("n") or 1
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InvalidRequestError(f"n must be a positive integer, got {n!r}", param="n")
+        prompts = [body.get("prompt")]
+        if kind == "text" and _is_prompt_list(body.get("prompt")):
+            prompts = list(body["prompt"])
+        if n * len(prompts) > 128:
+            raise InvalidRequestError("n times the number of prompts must be at most 128", param="n")
+        echo = kind == "text" and bool(request.get("echo"))
+        jobs: List[_Job] = []
+        for group, prompt in enumerate(prompts):
+            for i in range(n):
+                payload = dict(body)
+                if len(prompts) > 1:
+                    payload["prompt"] = prompt
+                if i and isinstance(payload.get("seed"), int) and payload["seed"] >= 0:
+                    payload["seed"] = (payload["seed"] + i) % 0xFFFFFFFF
+                jobs.append(_Job(len(jobs), group, payload,
+                                 prompt if echo and isinstance(prompt, str) else None))
+        return jobs
+
+    def _meta(self, obj: Dict[str, Any], kind: str) -> Dict[str, Any]:
+        obj["model"] = self.config.model_uid
+        if kind == "text" and str(obj.get("id", "")).startswith("chatcmpl-"):
+            obj["id"] = "cmpl-" + obj["id"][len("chatcmpl-"):]
+        return obj
+
+    @staticmethod
+    def _fix_choice(choice: Dict[str, Any], job: _Job, kind: str, offsets: Dict[int, int]) -> None:
+        """OpenAI details llama.cpp leaves out: null content beside tool calls, echo,
+        legacy completion logprobs (``offsets`` keeps each choice's text position)."""
+        if kind == "chat":
+            message = choice.get("message")
+            if message and message.get("tool_calls") and not message.get("content"):
+                message["content"] = None
+            return
+        text, offset = choice.get("text") or "", offsets.get(choice["index"])
+        if offset is None:
+            offset = 0
+            if job.echo is not None:
+                choice["text"], offset = job.echo + text, len(job.echo)
+        if choice.get("logprobs") is not None:
+            choice["logprobs"] = _legacy_logprobs(choice["logprobs"], offset)
+        offsets[choice["index"]] = offset + len(text)
+
+    async def _whole(self, request: Dict[str, Any], kind: str) -> Dict[str, Any]:
+        jobs = self._jobs(request, kind)
+        if request.get("request_id"):  # streamed inside, so that abort() can stop it
+            return await self._collect(self._stream(request, kind, jobs, usage=True), kind)
+        fn, loop = self._handler(kind), asyncio.get_running_loop()
+        results = await asyncio.gather(*(loop.run_in_executor(self._executor, _invoke, fn, job.payload)
+                                         for job in jobs))
+        results = [_checked(r) for r in results]
+        out, total, seen, choices = results[0], {}, set(), []
+        for job, result in zip(jobs, results):
+            _add_usage(total, seen, job.group, result.get("usage") or {})
+            for choice in result["choices"]:
+                if len(jobs) > 1:
+                    choice["index"] = job.index
+                self._fix_choice(choice, job, kind, {})
+                choices.append(choice)
+        out["choices"] = choices
+        if len(jobs) > 1:
+            out["usage"] = total
+            out.pop("timings", None)
+        return self._meta(out, kind)
+
+    async def _stream(self, request: Dict[str, Any], kind: str, jobs: Optional[List[_Job]] = None,
+                      usage: Optional[bool] = None) -> AsyncIterator[Dict[str, Any]]:
+        """Chunks as llama.cpp makes them; closing this generator stops every slot it uses."""
+        jobs = jobs or self._jobs(request, kind)
+        if usage is None:
+            usage = bool((request.get("stream_options") or {}).get("include_usage"))
+        fn, loop, rid = self._handler(kind), asyncio.get_running_loop(), request.get("request_id")
+        run = _StreamRun(loop, len(jobs))
+        if rid:
+            self._runs.setdefault(rid, []).append(run)
+        total, seen, offsets, head = {}, set(), {}, None
+        try:
+            for job in jobs:
+                job.payload.update(stream=True, stream_options={"include_usage": True})
+                loop.run_in_executor(self._executor, run.run, fn, job)
+            async for job, chunk in run.chunks():
+                if chunk.get("usage"):
+                    _add_usage(total, seen, job.group, chunk.pop("usage"))
+                head = head or chunk
+                if not chunk.get("choices"):
+                    continue
+                chunk["id"], chunk["created"] = head["id"], head["created"]
+                for choice in chunk["choices"]:
+                    if len(jobs) > 1:
+                        choice["index"] = job.index
+                    self._fix_choice(choice, job, kind, offsets)
+                yield self._meta(chunk, kind)
+            if run.aborted:
+                raise RequestAbortedError(f"request {rid!r} was aborted", param="request_id")
+            if usage and head is not None:
+                yield self._meta({key: head.get(key) for key in
+                                  ("id", "object", "created", "system_fingerprint")}
+                                 | {"choices": [], "usage": total}, kind)
+        finally:
+            run.stop()
+            if rid and run in self._runs.get(rid, []):
+                self._runs[rid].remove(run)
+                if not self._runs[rid]:
+                    del self._runs[rid]
+
+    async def _collect(self, chunks: AsyncIterator[Dict[str, Any]], kind: str) -> Dict[str, Any]:
+        """One whole response from a stream of chunks (the ``request_id`` path)."""
+        head, usage, acc = None, None, {}
+        async for chunk in chunks:
+            head = head or chunk
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                _fold(acc, choice, kind)
+        if head is None:
+            raise XinferenceError("llama.cpp returned no output")
+        return {"id": head["id"], "object": "chat.completion" if kind == "chat" else "text_completion",
+                "created": head["created"], "model": self.config.model_uid,
+                "system_fingerprint": head.get("system_fingerprint"),
+                "choices": [_final_choice(acc[i]) for i in sorted(acc)], "usage": usage}
