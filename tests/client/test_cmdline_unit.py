@@ -187,6 +187,54 @@ def test_chat_repl_streams_and_keeps_the_conversation(fake):
                                     {"role": "user", "content": "how are you?"}]
 
 
+class _ChatServer:
+    """A real HTTP server whose chat answer names how many user turns it received."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _send(self, payload: bytes, kind: str):
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self):
+                self._send(json.dumps(LLM_DESC).encode(), "application/json")
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                turns = sum(m["role"] == "user" for m in body["messages"])
+                events = chunk("turn ") + ": ping\n\n" + chunk(str(turns)) + "data: [DONE]\n\n"
+                self._send(events.encode(), "text/event-stream")
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_chat_repl_reads_every_line_in_a_real_process():
+    server = _ChatServer()
+    try:
+        out = subprocess.run([sys.executable, "-m", "xinference.deploy.cmdline", "chat", "-u", "c",
+                              "-e", server.url], input="one\ntwo\nthree\n",
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "turn 1\nturn 2\nturn 3\n"
+
+
 def test_generate_without_stream_and_chat_on_an_embedding_model(fake):
     server = fake({("GET", "/v1/models/c"): LLM_DESC,
                    ("GET", "/v1/models/e"): {"model_type": "embedding"},
@@ -197,8 +245,7 @@ def test_generate_without_stream_and_chat_on_an_embedding_model(fake):
                                            "stream": False}
     wrong = run(["chat", "-u", "e"], input="hi\n")
     assert wrong.exit_code == 1
-    assert wrong.stderr.strip() == "Error: model e is a embedding model; chat needs an LLM " \
-                                   "with the chat ability"
+    assert wrong.stderr == "Error: model e is not a chat model (type embedding, abilities: -)\n"
 
 
 def test_server_errors_print_one_line_and_exit_1(fake):

@@ -335,10 +335,9 @@ def engine(endpoint, api_key, model_name, model_type, model_format, size_in_bill
 
 
 def _read_input() -> Optional[str]:
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():
+    if sys.stdin.isatty():
         click.echo(">>> ", nl=False)
-    line = stdin.readline()
+    line = sys.stdin.readline()
     return None if not line else line.rstrip("\r\n")
 
 
@@ -372,10 +371,10 @@ def _repl(method: str, model_uid: str, endpoint, api_key, max_tokens: int,
     with _client(endpoint, api_key) as client:
         handle = client.get_model(model_uid)
         if not hasattr(handle, method):
-            kind = handle.description.get("model_type", "this")
+            need = "a chat model" if method == "chat" else "an LLM"
             raise click.ClickException(
-                f"model {model_uid} is a {kind} model; {method} needs an LLM"
-                + (" with the chat ability" if method == "chat" else ""))
+                f"model {model_uid} is not {need} (type {handle.description.get('model_type')}"
+                f", abilities: {_cell(handle.description.get('model_ability'))})")
         while True:
             line = _read_input()
             if line is None or line.strip().lower() in ("exit", "quit"):

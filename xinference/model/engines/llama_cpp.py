@@ -1,16 +1,12 @@
 """The llama.cpp engine, on xllamacpp: GGUF models, chat and text completion.
 
-xllamacpp runs llama.cpp's own server in-process; requests go straight to its
-handlers (no HTTP). Non-streamed calls block a worker thread until done.
-Streamed calls block too, but hand each chunk to a callback on llama.cpp's
-thread; the callback feeds an asyncio queue, and returning True from it makes
-llama.cpp stop that slot, which is how a closed or aborted stream ends.
-
-Where llama.cpp falls short of OpenAI, this module fills in: ``n`` > 1 and
-lists of prompts run as separate slots whose choices and usage are merged
-(llama.cpp caps ``n`` at its slot count and under-counts usage), completion
-``logprobs`` take OpenAI's legacy shape, ``echo`` is honoured, and a request
-carrying ``request_id`` runs as a stream internally so :meth:`abort` can stop it.
+xllamacpp runs llama.cpp's server in-process; each handler call blocks a worker
+thread. A streamed call hands every chunk to a callback feeding an asyncio queue;
+the callback returning True stops the slot: that is how closed and aborted streams
+end. Filled in where llama.cpp falls short of OpenAI: ``n`` > 1 and prompt lists run
+as separate calls with merged choices and usage, completion ``logprobs`` take the
+legacy shape, ``echo`` works, and a request with ``request_id`` is streamed inside
+so that abort() can stop it.
 """
 
 from __future__ import annotations
@@ -23,28 +19,25 @@ import re
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional
 
 from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
                        RequestAbortedError, XinferenceError)
 from .base import EngineConfig, LLMEngine
 
-DEFAULT_CTX = 4096
-MIN_SLOT_CTX = 1024
-DEFAULT_SLOTS = 4
+DEFAULT_CTX, MIN_SLOT_CTX, DEFAULT_SLOTS = 4096, 1024, 4
 _MANAGED = ("hostnames", "port", "api_keys", "model")
 _DROP = ("model", "user", "request_id", "stream", "stream_options", "n", "echo")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_HANDLERS = {"chat": "handle_chat_completions", "text": "handle_completions"}
 _DONE = object()
 
 
 def default_threads() -> int:
     """min(2, usable CPUs): more threads than cores only adds contention."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    return max(1, min(2, cpus))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(2, cpus or 1))
 
 
 def _coerce(name: str, current: Any, raw: Any) -> Any:
@@ -59,18 +52,14 @@ def _coerce(name: str, current: Any, raw: Any) -> Any:
     if isinstance(current, int):
         if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
             raise ValueError(f"expected an integer, got {raw!r}")
-        return int(raw.strip(), 0) if isinstance(raw, str) else int(raw)
-    if isinstance(current, float):
-        return float(raw)
-    if isinstance(current, str):
-        return str(raw)
+        return int(raw.strip()) if isinstance(raw, str) else int(raw)
+    if isinstance(current, (float, str)):
+        return type(current)(raw)
     if isinstance(current, (list, set)):
-        items = raw
         if isinstance(raw, str):
-            items = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
-        kind = type(next(iter(current))) if current else None
-        items = [kind(x) if kind in (int, float, str) else x for x in items]
-        return set(items) if isinstance(current, set) else items
+            raw = json.loads(raw) if raw.strip().startswith("[") else raw.split(",")
+        kind = type(next(iter(current))) if current else str
+        return type(current)(kind(x) if kind in (int, float, str) else x for x in raw)
     if isinstance(current, dict):
         value = json.loads(raw) if isinstance(raw, str) else dict(raw)
         return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}
@@ -80,8 +69,6 @@ def _coerce(name: str, current: Any, raw: Any) -> Any:
 
 
 def _as_enum(kind: type, raw: Any) -> Any:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return kind(raw)
     text = str(raw).strip().lower()
     if text.lstrip("-").isdigit():
         return kind(int(text))
@@ -102,9 +89,8 @@ def _set_option(params: Any, key: str, value: Any) -> None:
     for depth, part in enumerate(path):
         if part.startswith("_") or not hasattr(target, part) or callable(getattr(target, part)):
             raise InvalidRequestError(
-                f"Unknown llama.cpp option {key!r}: it names no field of xllamacpp.CommonParams "
-                "(use its attribute names, e.g. n_gpu_layers, or dotted ones like sampling.temp)",
-                param=key)
+                f"Unknown llama.cpp option {key!r}: no such xllamacpp.CommonParams field (use "
+                "its names, e.g. n_gpu_layers, or dotted ones like sampling.temp)", param=key)
         if depth < len(path) - 1:
             target = getattr(target, part)
     try:
@@ -118,10 +104,11 @@ def _int_option(options: Dict[str, Any], key: str, default: int, low: int) -> in
     raw = options.pop(key, default)
     try:
         value = _coerce(key, 0, raw)
+        if value < low:
+            raise ValueError(f"it must be at least {low}")
     except (TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"Bad value {raw!r} for option {key!r}: {exc}", param=key) from None
-    if value < low:
-        raise InvalidRequestError(f"Option {key!r} must be at least {low}, got {value}", param=key)
+        raise InvalidRequestError(f"Bad value {raw!r} for option {key!r}: {exc}",
+                                  param=key) from None
     return value
 
 
@@ -148,7 +135,8 @@ def build_params(config: EngineConfig) -> Any:
     params.warmup, params.use_jinja, params.endpoint_metrics, params.ui = False, True, True, False
     params.n_threads_http, params.verbosity = 1, 2
     if config.enable_thinking is not None:
-        params.default_template_kwargs = {"enable_thinking": json.dumps(bool(config.enable_thinking))}
+        thinking = json.dumps(bool(config.enable_thinking))
+        params.default_template_kwargs = {"enable_thinking": thinking}
     for key, value in options.items():
         _set_option(params, key, value)
     # llama.cpp also serves HTTP: loopback only, random port, and a key nobody knows.
@@ -176,10 +164,8 @@ def _error_from(err: Any) -> XinferenceError:
 def _checked(result: Any) -> Dict[str, Any]:
     if not isinstance(result, dict):
         raise XinferenceError(f"llama.cpp returned {type(result).__name__}, not a JSON object")
-    if "error" in result:
-        raise _error_from(result["error"])
-    if "choices" not in result and "message" in result:
-        raise _error_from(result)
+    if "error" in result or ("choices" not in result and "message" in result):
+        raise _error_from(result.get("error", result))
     return result
 
 
@@ -194,7 +180,6 @@ def _invoke(fn: Callable, payload: Dict[str, Any], *callback: Callable) -> Any:
 @dataclass
 class _Job:
     """One llama.cpp call: ``index`` is its choice index, ``group`` its prompt's."""
-
     index: int
     group: int
     payload: Dict[str, Any]
@@ -207,16 +192,16 @@ class _StreamRun:
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
         self.loop, self.pending = loop, count
         self.queue: asyncio.Queue = asyncio.Queue()
-        self.stopped = self.aborted = False
+        self.stopped, self.reason = False, None
 
-    def stop(self, aborted: bool = False) -> None:
-        self.aborted = self.aborted or aborted
-        self.stopped = True
+    def stop(self, reason: Optional[XinferenceError] = None) -> None:
+        """Stop every call at its next token; ``reason`` is raised to the consumer."""
+        self.reason, self.stopped = self.reason or reason, True
 
     def _post(self, item: Any) -> None:
         try:
             self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the event loop is gone: nobody is listening any more
+        except RuntimeError:  # the event loop is closed: nobody listens any more
             self.stopped = True
 
     def run(self, fn: Callable, job: _Job) -> None:
@@ -244,22 +229,16 @@ class _StreamRun:
                 yield job, item
 
 
-def _is_prompt_list(prompt: Any) -> bool:
-    return (isinstance(prompt, list) and len(prompt) > 1
-            and all(isinstance(p, (str, list)) for p in prompt))
-
-
 def _add_usage(total: Dict[str, Any], seen: set, group: int, usage: Dict[str, Any]) -> None:
     """Sum completion tokens over choices; count each prompt once, as OpenAI does."""
-    total["completion_tokens"] = total.get("completion_tokens", 0) + usage.get("completion_tokens", 0)
+    done = total.get("completion_tokens", 0) + (usage.get("completion_tokens") or 0)
+    total["completion_tokens"] = done
     if group not in seen:
         seen.add(group)
-        total["prompt_tokens"] = total.get("prompt_tokens", 0) + usage.get("prompt_tokens", 0)
-        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens")
-        if cached is not None:
-            details = total.setdefault("prompt_tokens_details", {"cached_tokens": 0})
-            details["cached_tokens"] += cached
-    total["total_tokens"] = total.get("prompt_tokens", 0) + total["completion_tokens"]
+        total["prompt_tokens"] = total.get("prompt_tokens", 0) + (usage.get("prompt_tokens") or 0)
+        cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        total.setdefault("prompt_tokens_details", {"cached_tokens": 0})["cached_tokens"] += cached
+    total["total_tokens"] = total.get("prompt_tokens", 0) + done
 
 
 def _legacy_logprobs(logprobs: Any, offset: int) -> Any:
@@ -267,15 +246,12 @@ def _legacy_logprobs(logprobs: Any, offset: int) -> Any:
     if not isinstance(logprobs, dict) or "content" not in logprobs:
         return logprobs
     entries = logprobs.get("content") or []
-    offsets = []
-    for entry in entries:
-        offsets.append(offset)
-        offset += len(entry.get("token", ""))
+    offsets = list(accumulate([offset] + [len(e.get("token", "")) for e in entries]))
     return {"tokens": [e.get("token", "") for e in entries],
             "token_logprobs": [e.get("logprob") for e in entries],
             "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs") or []}
                              for e in entries],
-            "text_offset": offsets}
+            "text_offset": offsets[:len(entries)]}
 
 
 def _fold_call(calls: Dict[int, Dict[str, Any]], call: Dict[str, Any]) -> None:
@@ -304,12 +280,10 @@ def _fold(acc: Dict[int, Dict[str, Any]], choice: Dict[str, Any], kind: str) -> 
         cur = acc.setdefault(index, {"index": index, "text": "", "logprobs": None,
                                      "finish_reason": None})
         cur["text"] += choice.get("text") or ""
-    if choice.get("logprobs"):
-        gathered = cur.get("logprobs") or {}
-        for key, values in choice["logprobs"].items():
-            if isinstance(values, list):
-                gathered.setdefault(key, []).extend(values)
-        cur["logprobs"] = gathered
+    for key, values in (choice.get("logprobs") or {}).items():
+        if isinstance(values, list):
+            cur["logprobs"] = cur.get("logprobs") or {}
+            cur["logprobs"].setdefault(key, []).extend(values)
     if choice.get("finish_reason"):
         cur["finish_reason"] = choice["finish_reason"]
 
@@ -326,9 +300,8 @@ class LlamaCppEngine(LLMEngine):
     """Chat and completions on a GGUF model with llama.cpp's continuous batching.
 
     ``config.options``: ``n_ctx``, ``n_parallel`` (slots, default 4), ``n_threads``
-    (default min(2, CPUs)), and any ``xllamacpp.CommonParams`` field by name or
-    dotted path (``n_gpu_layers``, ``sampling.temp``, ``chat_template`` ...), its
-    value coerced from strings. An unknown name raises :class:`InvalidRequestError`.
+    (default min(2, CPUs)), and any ``xllamacpp.CommonParams`` field by name or dotted
+    path (``n_gpu_layers``, ``sampling.temp``, ``chat_template``), coerced from strings.
     """
 
     def __init__(self, config: EngineConfig):
@@ -353,14 +326,12 @@ class LlamaCppEngine(LLMEngine):
         self._executor = ThreadPoolExecutor(4 * slots + 4, thread_name_prefix="llama.cpp")
         self._facts = {"engine": "llama.cpp", "n_ctx": params.n_ctx, "n_parallel": slots,
                        "n_ctx_per_slot": params.n_ctx // slots,
-                       "threads": params.cpuparams.n_threads,
-                       "xllamacpp_version": getattr(xllamacpp, "__version__", None)}
+                       "threads": params.cpuparams.n_threads}
 
     def close(self) -> None:
         server, self._server = self._server, None
-        for runs in list(self._runs.values()):
-            for run in runs:
-                run.stop()
+        for run in [run for runs in self._runs.values() for run in runs]:
+            run.stop(ModelUnavailableError("the model was stopped while answering"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -388,7 +359,8 @@ class LlamaCppEngine(LLMEngine):
     async def abort(self, request_id: str) -> bool:
         runs = self._runs.get(request_id) or []
         for run in runs:
-            run.stop(aborted=True)
+            run.stop(RequestAbortedError(f"request {request_id!r} was aborted",
+                                         param="request_id"))
         return bool(runs)
 
     def _require(self) -> Any:
@@ -397,29 +369,27 @@ class LlamaCppEngine(LLMEngine):
         return self._server
 
     def _handler(self, kind: str) -> Callable:
-        server = self._require()
-        return server.handle_chat_completions if kind == "chat" else server.handle_completions
+        return getattr(self._require(), _HANDLERS[kind])
 
     def _jobs(self, request: Dict[str, Any], kind: str) -> List[_Job]:
         """One llama.cpp call per choice: ``n`` times each prompt, in OpenAI's order."""
         body = {k: v for k, v in request.items() if k not in _DROP}
         if "max_completion_tokens" in body:
             body["max_tokens"] = body.pop("max_completion_tokens")
-        n = request.get("n") or 1
+        n = 1 if request.get("n") is None else request["n"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise InvalidRequestError(f"n must be a positive integer, got {n!r}", param="n")
-        prompts = [body.get("prompt")]
-        if kind == "text" and _is_prompt_list(body.get("prompt")):
-            prompts = list(body["prompt"])
+        prompt = body.get("prompt")
+        many = (kind == "text" and isinstance(prompt, list) and len(prompt) > 1
+                and all(isinstance(p, (str, list)) for p in prompt))
+        prompts = list(prompt) if many else [prompt]
         if n * len(prompts) > 128:
-            raise InvalidRequestError("n times the number of prompts must be at most 128", param="n")
+            raise InvalidRequestError("n times the prompt count must be at most 128", param="n")
         echo = kind == "text" and bool(request.get("echo"))
         jobs: List[_Job] = []
         for group, prompt in enumerate(prompts):
             for i in range(n):
-                payload = dict(body)
-                if len(prompts) > 1:
-                    payload["prompt"] = prompt
+                payload = dict(body, prompt=prompt) if len(prompts) > 1 else dict(body)
                 if i and isinstance(payload.get("seed"), int) and payload["seed"] >= 0:
                     payload["seed"] = (payload["seed"] + i) % 0xFFFFFFFF
                 jobs.append(_Job(len(jobs), group, payload,
@@ -455,9 +425,8 @@ class LlamaCppEngine(LLMEngine):
         if request.get("request_id"):  # streamed inside, so that abort() can stop it
             return await self._collect(self._stream(request, kind, jobs, usage=True), kind)
         fn, loop = self._handler(kind), asyncio.get_running_loop()
-        results = await asyncio.gather(*(loop.run_in_executor(self._executor, _invoke, fn, job.payload)
-                                         for job in jobs))
-        results = [_checked(r) for r in results]
+        calls = [loop.run_in_executor(self._executor, _invoke, fn, job.payload) for job in jobs]
+        results = [_checked(r) for r in await asyncio.gather(*calls)]
         out, total, seen, choices = results[0], {}, set(), []
         for job, result in zip(jobs, results):
             _add_usage(total, seen, job.group, result.get("usage") or {})
@@ -499,8 +468,8 @@ class LlamaCppEngine(LLMEngine):
                         choice["index"] = job.index
                     self._fix_choice(choice, job, kind, offsets)
                 yield self._meta(chunk, kind)
-            if run.aborted:
-                raise RequestAbortedError(f"request {rid!r} was aborted", param="request_id")
+            if run.reason is not None:
+                raise run.reason
             if usage and head is not None:
                 yield self._meta({key: head.get(key) for key in
                                   ("id", "object", "created", "system_fingerprint")}
@@ -522,7 +491,8 @@ class LlamaCppEngine(LLMEngine):
                 _fold(acc, choice, kind)
         if head is None:
             raise XinferenceError("llama.cpp returned no output")
-        return {"id": head["id"], "object": "chat.completion" if kind == "chat" else "text_completion",
-                "created": head["created"], "model": self.config.model_uid,
+        kind_name = "chat.completion" if kind == "chat" else "text_completion"
+        return {"id": head["id"], "object": kind_name, "created": head["created"],
+                "model": self.config.model_uid, "usage": usage,
                 "system_fingerprint": head.get("system_fingerprint"),
-                "choices": [_final_choice(acc[i]) for i in sorted(acc)], "usage": usage}
+                "choices": [_final_choice(acc[i]) for i in sorted(acc)]}

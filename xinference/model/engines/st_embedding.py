@@ -9,7 +9,7 @@ Engine options (``EngineConfig.options``): ``n_threads`` (torch intra-op threads
 default 1), ``batch_size`` / ``batch_interval`` (override ``XINFERENCE_BATCH_SIZE`` /
 ``XINFERENCE_BATCH_INTERVAL``), ``max_items`` (inputs per request, default 2048),
 ``padding_budget`` (a merged batch is encoded in runs of similar length, each padded
-to at most this many tokens, default 1024), ``trust_remote_code`` (default false).
+to at most this many tokens, default 256), ``trust_remote_code`` (default false).
 
 Threads: on the 2-core build machine under load, 2 torch threads encoded about 7%
 faster than 1 in a quiet moment but compete with the event loop and with other
@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 # Requests with more text than this are tokenized in a thread, not on the event loop.
 _INLINE_TOKENIZE_CHARS = 16_000
-DEFAULT_PADDING_BUDGET = 1024
+DEFAULT_PADDING_BUDGET = 256
 
 
 def set_torch_threads(options: Dict[str, Any]) -> int:

@@ -165,8 +165,10 @@ class BatchScheduler:
             self._cond.notify()
 
     def stats(self) -> Dict[str, int]:
+        """Live sequences in the batch (``active``), queued ones, the batch limit, steps run."""
         with self._cond:
-            return {"active": len(self._rows), "waiting": len(self._waiting),
+            live = sum(1 for s in self._rows if not (s.done or s.cancelled))
+            return {"active": live, "waiting": len(self._waiting),
                     "max_batch_size": self.max_batch_size, "steps": self.steps}
 
     def close(self, timeout: float = 30.0) -> None:

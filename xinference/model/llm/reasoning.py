@@ -15,6 +15,7 @@ from typing import Any, Mapping, Optional, Tuple
 DEFAULT_START_TAG = "<think>"
 DEFAULT_END_TAG = "</think>"
 
+_MAX_LEADING_SPACE = 16
 _START, _REASONING, _AFTER, _CONTENT = "start", "reasoning", "after", "content"
 
 
@@ -75,7 +76,8 @@ class ReasoningParser:
             self._buf = stripped[len(self.start_tag):]
             self._state, self.saw_reasoning = _REASONING, True
             return "", ""
-        if not stripped or self.start_tag.startswith(stripped):
+        waiting = not stripped and len(self._buf) <= _MAX_LEADING_SPACE
+        if waiting or (stripped and self.start_tag.startswith(stripped)):
             return "", ""
         self._state = _CONTENT
         out, self._buf = self._buf, ""
