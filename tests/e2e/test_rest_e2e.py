@@ -34,7 +34,7 @@ def oai(local_server):
 def test_chat_answer_reads_as_english(api):
     resp = api.post("/v1/chat/completions", json={
         "model": DEFAULT_MODEL, "max_tokens": 40, "temperature": 0,
-        "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+        "messages": [{"role": "user", "content": "Write one sentence about whales."}]})
     assert resp.status_code == 200, resp.text
     body = resp.json()
     text = body["choices"][0]["message"]["content"]

@@ -8,10 +8,12 @@ import asyncio
 import json
 import re
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
-from xinference.errors import InvalidRequestError, RequestAbortedError
+from xinference.errors import InvalidRequestError, ModelUnavailableError, RequestAbortedError
 from xinference.model.engines.base import EngineConfig
 from xinference.model.engines.llama_cpp import LlamaCppEngine, build_params
 
@@ -26,7 +28,7 @@ TOOL_TEMPLATE = """\
 {%- if tools %}<|im_start|>system
 You may call these functions:
 {% for tool in tools %}{{ tool | tojson }}
-{% endfor %}To call one, answer with <tool_call>{"name": "NAME", "arguments": {...}}</tool_call><|im_end|>
+{% endfor %}Call one as <tool_call>{"name": "NAME", "arguments": {...}}</tool_call><|im_end|>
 {% endif %}
 {%- for message in messages %}
 {%- if message.role == 'assistant' and message.tool_calls %}<|im_start|>assistant
@@ -145,6 +147,14 @@ def test_closing_a_stream_early_frees_its_slot(engine):
     assert after["usage"]["completion_tokens"] <= 3
 
 
+def test_llama_cpp_http_side_door_is_loopback_only_and_locked(engine):
+    address = engine._server.listening_address
+    assert address.startswith("http://127.0.0.1:")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(address + "/v1/models", timeout=10)
+    assert info.value.code == 401
+
+
 def test_bad_requests_raise_invalid_request(engine):
     cases = [({"messages": WHALES, "temperature": "hot"}, "temperature"),
              ({"messages": "not a list"}, "messages"),
@@ -184,6 +194,9 @@ def test_options_are_coerced_from_strings(smollm2_gguf):
     assert params.antiprompt == ["User:", "Bot:"]
     assert params.hostnames == ["127.0.0.1"] and params.port == 0 and params.api_keys
     assert params.use_jinja is True and params.warmup is False
+    thinking = config(smollm2_gguf)
+    thinking.enable_thinking = False
+    assert build_params(thinking).default_template_kwargs == {"enable_thinking": "false"}
 
 
 def test_default_context_gives_each_slot_1024_tokens(smollm2_gguf):
@@ -355,3 +368,22 @@ def test_abort_stops_streams_and_whole_requests(engine):
         return await engine.abort("abort-1"), await engine.abort("never-seen")
 
     assert run(scenario()) == (False, False)
+
+
+def test_close_ends_running_streams_and_is_idempotent(smollm2_gguf):
+    eng = LlamaCppEngine(config(smollm2_gguf, n_ctx=1024, n_parallel=1, n_threads=1))
+    eng.load()
+
+    async def scenario():
+        stream = eng.complete_stream({"model": UID, "prompt": "Once upon a time",
+                                      "max_tokens": 900, "ignore_eos": True, "stream": True})
+        await stream.__anext__()
+        eng.close()
+        with pytest.raises(ModelUnavailableError):
+            await drain(stream)
+        with pytest.raises(ModelUnavailableError):
+            await eng.chat({"model": UID, "messages": WHALES})
+
+    run(scenario())
+    eng.close()
+    assert eng.describe()["n_ctx"] == 1024

@@ -195,3 +195,26 @@ def test_matryoshka_family_truncates_and_renormalises(minilm_dir, engine):
         assert _cos(vec, ref[:64]) > 0.9999
     with pytest.raises(InvalidRequestError):
         asyncio.run(engine.embed({"input": "hi", "dimensions": 0}))
+
+
+def test_families_are_valid_and_minilm_matches_its_model(engine):
+    from xinference.model.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    embedding = {f.model_name: f for f in registry.list("embedding")}
+    rerank = {f.model_name: f for f in registry.list("rerank")}
+    assert {"all-MiniLM-L6-v2", "bge-small-en-v1.5", "bge-m3", "e5-large-v2",
+            "jina-embeddings-v2-base-en", "multilingual-e5-large"} <= set(embedding)
+    assert {"bge-reranker-base", "bge-reranker-large", "bge-reranker-v2-m3",
+            "jina-reranker-v2"} <= set(rerank)
+    for family in list(embedding.values()) + list(rerank.values()):
+        assert family.max_tokens and family.model_specs[0].model_id, family.model_name
+        if family.model_type == "embedding":
+            assert family.dimensions in (384, 768, 1024), family.model_name
+            assert isinstance(family.to_dict()["matryoshka"], bool), family.model_name
+    offline = [f.model_name for f in list(embedding.values()) + list(rerank.values())
+               if any(s.offline_package for s in f.model_specs)]
+    assert offline == ["all-MiniLM-L6-v2"]
+    minilm = embedding["all-MiniLM-L6-v2"]
+    assert (minilm.dimensions, minilm.max_tokens) == (engine.dimensions, engine.max_tokens)
+    assert engine.describe()["dimensions"] == 384

@@ -345,3 +345,23 @@ def test_smollm2_gguf_answers_paris(smollm2):
     assert "reasoning_content" not in out["choices"][0]["message"]
     streamed, _, _, finish = accumulate(run(collect(smollm2.chat_stream(request))))
     assert streamed == content and finish == out["choices"][0]["finish_reason"]
+
+
+def test_smollm2_template_rendering_matches_transformers(smollm2):
+    from xinference.model.llm.chat_template import render_chat_template
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Name a colour."}]
+    ours = render_chat_template(smollm2.chat_template, messages, None, True,
+                                {"bos_token": smollm2.tokenizer.bos_token,
+                                 "eos_token": smollm2.tokenizer.eos_token})
+    theirs = smollm2.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert ours == theirs and ours.endswith("<|im_start|>assistant\n")
+
+
+def test_stop_token_ids_end_generation(trained):
+    base = {"messages": tm.FRANCE, "temperature": 0, "chat_template_kwargs": {"enable_thinking": False}}
+    paris = trained.tokenizer.convert_tokens_to_ids(trained.tokenizer.tokenize(" Paris"))[0]
+    out = run(trained.chat({**base, "stop_token_ids": [paris]}))
+    assert out["choices"][0]["message"]["content"] == "The capital of France is"
+    assert out["choices"][0]["finish_reason"] == "stop"

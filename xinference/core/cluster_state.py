@@ -17,13 +17,16 @@ import enum
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import (Collection, Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple,
+                    Union)
 
-from ..errors import DuplicateModelError, ModelNotFoundError, XinferenceError
+from ..errors import DuplicateModelError, InvalidRequestError, ModelNotFoundError, XinferenceError
+from .messages import ReplicaState
 from .placement import Assignment, ClusterSnapshot, PlacedReplica, PlacementRequest, place
 from .resources import WorkerResources
+from .worker_table import Clock, WorkerEntry, WorkerStatus, WorkerTable  # noqa: F401 (re-export)
 
-Clock = Callable[[], float]
+Wanted = Union[int, Collection[int]]
 
 
 class InvalidTransitionError(XinferenceError):
@@ -31,102 +34,6 @@ class InvalidTransitionError(XinferenceError):
 
     status_code = 409
     error_type = "conflict"
-
-
-class WorkerStatus(str, enum.Enum):
-    ALIVE = "ALIVE"
-    LOST = "LOST"
-
-
-@dataclass
-class WorkerEntry:
-    """A registered worker; times are the table's clock (monotonic seconds by default)."""
-
-    address: str
-    resources: Optional[WorkerResources]
-    registered_at: float
-    last_heartbeat: float
-    status: WorkerStatus = WorkerStatus.ALIVE
-    lost_at: Optional[float] = None
-
-    def to_dict(self) -> dict:
-        return dict(dataclasses.asdict(self), status=self.status.value)
-
-
-class WorkerTable:
-    """Workers by address, marked LOST after ``lost_timeout`` seconds without a heartbeat.
-
-    ``lost_timeout`` defaults to ``XINFERENCE_WORKER_LOST_TIMEOUT``; ``clock`` is
-    injectable for tests. A worker is marked lost by :meth:`check`, so it is lost
-    at most ``lost_timeout`` plus one check period after its last heartbeat.
-    """
-
-    def __init__(self, lost_timeout: Optional[float] = None, clock: Clock = time.monotonic):
-        if lost_timeout is None:
-            from ..settings import get_settings
-
-            lost_timeout = get_settings().worker_lost_timeout
-        if lost_timeout <= 0:
-            raise ValueError(f"worker lost timeout must be positive, got {lost_timeout}")
-        self.lost_timeout = float(lost_timeout)
-        self._clock = clock
-        self._entries: Dict[str, WorkerEntry] = {}
-
-    def register(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
-        """Add or revive ``address`` (idempotent); True when the worker was known before."""
-        now = self._clock()
-        entry = self._entries.get(address)
-        if entry is None:
-            self._entries[address] = WorkerEntry(address, resources, now, now)
-            return False
-        entry.status, entry.lost_at, entry.last_heartbeat = WorkerStatus.ALIVE, None, now
-        entry.resources = resources or entry.resources
-        return True
-
-    def heartbeat(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
-        """Record a heartbeat; False means "unknown or lost: register again with your replicas"."""
-        entry = self._entries.get(address)
-        if entry is None or entry.status is not WorkerStatus.ALIVE:
-            return False
-        entry.last_heartbeat = self._clock()
-        entry.resources = resources or entry.resources
-        return True
-
-    def check(self) -> List[str]:
-        """Mark workers silent for longer than the timeout as LOST; return those newly lost."""
-        now = self._clock()
-        lost = []
-        for address in sorted(self._entries):
-            entry = self._entries[address]
-            if entry.status is WorkerStatus.ALIVE and now - entry.last_heartbeat > self.lost_timeout:
-                entry.status, entry.lost_at = WorkerStatus.LOST, now
-                lost.append(address)
-        return lost
-
-    def remove(self, address: str) -> None:
-        self._entries.pop(address, None)
-
-    def get(self, address: str) -> Optional[WorkerEntry]:
-        return self._entries.get(address)
-
-    def entries(self) -> List[WorkerEntry]:
-        return [self._entries[a] for a in sorted(self._entries)]
-
-    def is_alive(self, address: str) -> bool:
-        entry = self._entries.get(address)
-        return entry is not None and entry.status is WorkerStatus.ALIVE
-
-    def alive_resources(self) -> List[WorkerResources]:
-        """Resources of the ALIVE workers that have reported them, by address."""
-        return [e.resources for e in self.entries() if e.status is WorkerStatus.ALIVE and e.resources]
-
-
-class ReplicaState(str, enum.Enum):
-    LAUNCHING = "LAUNCHING"
-    READY = "READY"
-    FAILED = "FAILED"
-    LOST = "LOST"
-    TERMINATING = "TERMINATING"
 
 
 S = ReplicaState
@@ -153,23 +60,46 @@ class ReplicaRecord:
     state: ReplicaState = ReplicaState.LAUNCHING
     error: Optional[str] = None
     updated_at: float = field(default_factory=time.time)
+    address: Optional[str] = None
+    pid: Optional[int] = None
 
     @property
     def replica_uid(self) -> str:
         return f"{self.model_uid}-{self.index}"
 
     def to_dict(self) -> dict:
+        """The REST shape (``status`` and ``replica_id`` are Xinference's names for state and index)."""
         out = dataclasses.asdict(self)
-        out.update(replica_uid=self.replica_uid, state=self.state.value, gpu_idx=list(self.gpu_idx))
+        out.update(replica_uid=self.replica_uid, replica_id=self.index, state=self.state.value,
+                   status=self.state.value, gpu_idx=list(self.gpu_idx))
         return out
+
+
+def wanted_indexes(count: int, removed: Collection[int] = ()) -> List[int]:
+    """The first ``count`` replica indexes not in ``removed`` (indexes of removed replicas are not reused)."""
+    out: List[int] = []
+    index = 0
+    while len(out) < count:
+        if index not in removed:
+            out.append(index)
+        index += 1
+    return out
 
 
 @dataclass
 class ModelEntry:
-    """A launched model: its placement request (``request.replica`` is the desired count)."""
+    """A launched model: its placement request (``request.replica`` is the desired count).
+
+    ``removed`` holds the indexes of replicas removed one by one; the model
+    wants the first ``request.replica`` indexes not among them.
+    """
 
     request: PlacementRequest
     replicas: Dict[int, ReplicaRecord] = field(default_factory=dict)
+    removed: Set[int] = field(default_factory=set)
+
+    def wanted(self) -> List[int]:
+        return wanted_indexes(self.request.replica, self.removed)
 
 
 class ReplicaTable:
@@ -209,12 +139,16 @@ class ReplicaTable:
     def models(self) -> List[ModelEntry]:
         return [self._models[uid] for uid in sorted(self._models)]
 
-    def desired(self) -> Dict[str, int]:
-        return {uid: entry.request.replica for uid, entry in self._models.items()}
+    def desired(self) -> Dict[str, List[int]]:
+        """The wanted replica indexes of each model."""
+        return {uid: entry.wanted() for uid, entry in self._models.items()}
 
-    def set_desired(self, model_uid: str, replica: int) -> None:
+    def set_desired(self, model_uid: str, replica: int,
+                    removed: Optional[Iterable[int]] = None) -> None:
         entry = self.model(model_uid)
         entry.request = entry.request.with_replicas(replica)
+        if removed is not None:
+            entry.removed = set(removed)
 
     def get(self, model_uid: str, index: int) -> Optional[ReplicaRecord]:
         return self.model(model_uid).replicas.get(index)
@@ -297,7 +231,7 @@ class ReplicaTable:
         """(model uid, index) below each desired count with no record or a LOST one."""
         out = []
         for entry in self.models():
-            for index in range(entry.request.replica):
+            for index in entry.wanted():
                 record = entry.replicas.get(index)
                 if record is None or record.state is ReplicaState.LOST:
                     out.append((entry.request.model_uid, index))
@@ -339,8 +273,14 @@ class Action:
     reason: str = ""
 
 
-def reconcile(desired: Mapping[str, int], observed: Iterable[Observed]) -> List[Action]:
-    """Actions that turn the ``observed`` copies into exactly ``desired[uid]`` replicas per model.
+def _wanted_set(value: Wanted) -> Set[int]:
+    return set(range(value)) if isinstance(value, int) else set(value)
+
+
+def reconcile(desired: Mapping[str, Wanted], observed: Iterable[Observed]) -> List[Action]:
+    """Actions that turn the ``observed`` copies into exactly the ``desired`` replicas per model.
+
+    ``desired[uid]`` is a replica count (indexes ``0..n-1``) or the wanted indexes.
 
     Each wanted index keeps one copy (tracked first, then ready, then by worker
     address) and adopts it if untracked; other copies and copies of unwanted
@@ -352,19 +292,20 @@ def reconcile(desired: Mapping[str, int], observed: Iterable[Observed]) -> List[
         if seen is None or (obs.tracked and not seen.tracked):
             copies[(obs.model_uid, obs.index)][obs.worker_address] = obs
     actions = []
+    wanted = {uid: _wanted_set(value) for uid, value in desired.items()}
     for (uid, index), by_worker in sorted(copies.items()):
         group = sorted(by_worker.values(), key=lambda o: (not o.tracked, not o.ready, o.worker_address))
-        if index >= desired.get(uid, 0):
-            why = f"model {uid!r} wants {desired[uid]} replicas" if uid in desired else "not running"
+        if index not in wanted.get(uid, ()):
+            why = f"model {uid!r} wants {len(wanted[uid])} replicas" if uid in wanted else "not running"
             actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address, why) for o in group]
             continue
         if not group[0].tracked:
             actions.append(Action(ActionKind.ADOPT, uid, index, group[0].worker_address, "running"))
         actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address,
                            f"duplicate of the copy on {group[0].worker_address}") for o in group[1:]]
-    for uid in sorted(desired):
+    for uid in sorted(wanted):
         actions += [Action(ActionKind.LAUNCH, uid, i, None, "no running copy")
-                    for i in range(desired[uid]) if not copies.get((uid, i))]
+                    for i in sorted(wanted[uid]) if not copies.get((uid, i))]
     return actions
 
 
@@ -430,15 +371,34 @@ class ClusterState:
 
     def scale(self, model_uid: str, replica: int) -> Tuple[List[ReplicaRecord], List[ReplicaRecord]]:
         """Change a model's replica count: (new LAUNCHING records, records now TERMINATING)."""
+        if isinstance(replica, bool) or not isinstance(replica, int) or replica < 1:
+            raise InvalidRequestError(f"a model needs at least one replica, not {replica!r}; "
+                                      "terminate the model to stop it", param="replica")
         entry = self.replicas.model(model_uid)
-        old = entry.request.replica
-        extra = self.place(entry.request.with_replicas(replica - old)) if replica > old else []
+        old = entry.wanted()
+        new = [i for i in wanted_indexes(replica, entry.removed) if i not in old]
+        extra = self.place(entry.request.with_replicas(len(new))) if new else []
         self.replicas.set_desired(model_uid, replica)
-        launched = [self.replicas.launch(model_uid, old + i, a) for i, a in enumerate(extra)]
-        stopping = [self.replicas.transition(model_uid, r.index, ReplicaState.TERMINATING)
-                    for r in self.replicas.records(model_uid) if r.index >= replica
-                    and r.state is not ReplicaState.TERMINATING]
-        return launched, stopping
+        launched = [self.replicas.launch(model_uid, i, a) for i, a in zip(new, extra)]
+        return launched, self._stop_unwanted(model_uid)
+
+    def remove_replica(self, model_uid: str, index: int) -> List[ReplicaRecord]:
+        """Remove replica ``index`` for good (the count drops by one); returns it TERMINATING."""
+        entry = self.replicas.model(model_uid)
+        if index not in entry.wanted():
+            raise ModelNotFoundError(f"model {model_uid!r} has no replica {index}; its replicas "
+                                     f"are {entry.wanted()}", param="replica_id")
+        if entry.request.replica == 1:
+            raise InvalidRequestError(f"replica {index} is the last replica of {model_uid!r}; "
+                                      "terminate the model instead", param="replica_id")
+        self.replicas.set_desired(model_uid, entry.request.replica - 1, entry.removed | {index})
+        return self._stop_unwanted(model_uid)
+
+    def _stop_unwanted(self, model_uid: str) -> List[ReplicaRecord]:
+        wanted = set(self.replicas.model(model_uid).wanted())
+        return [self.replicas.transition(model_uid, r.index, ReplicaState.TERMINATING)
+                for r in self.replicas.records(model_uid)
+                if r.index not in wanted and r.state is not ReplicaState.TERMINATING]
 
     def heartbeat(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
         return self.workers.heartbeat(address, resources)

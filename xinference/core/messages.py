@@ -1,7 +1,9 @@
 """Typed messages that cross process boundaries between gateway, supervisor and workers.
 
 They travel through xoscar as pickled dataclasses; each has ``to_dict`` for
-the REST answers built from it.
+the REST answers built from it. :class:`ReplicaState` is the one replica
+state enum of the whole package (the supervisor's state machine in
+``cluster_state`` and the REST answers use it alike).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..model.engines.base import EngineConfig
 
@@ -23,10 +25,13 @@ LAUNCH_FIELDS = (
 )
 
 
-class ReplicaStatus(str, enum.Enum):
+class ReplicaState(str, enum.Enum):
+    """``LAUNCHING -> READY -> FAILED | LOST -> TERMINATING -> removed`` (LOST -> READY on rejoin)."""
+
     LAUNCHING = "LAUNCHING"
     READY = "READY"
     FAILED = "FAILED"
+    LOST = "LOST"
     TERMINATING = "TERMINATING"
 
 
@@ -53,6 +58,23 @@ class LaunchRequest:
 
 
 @dataclass
+class ModelManifest:
+    """What a restarted supervisor needs to rebuild a model from the replicas workers report.
+
+    Every replica's spec carries one; the supervisor bumps ``revision`` and
+    pushes the new manifest to the workers whenever the replica set changes,
+    so the newest reported manifest is the model's current desired state.
+    """
+
+    request: LaunchRequest
+    family: Dict[str, Any]
+    replica: int
+    removed: List[int] = field(default_factory=list)
+    revision: int = 0
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+@dataclass
 class ReplicaSpec:
     """One replica for a worker to start: the engine config plus its process environment."""
 
@@ -60,53 +82,47 @@ class ReplicaSpec:
     engine_config: EngineConfig
     envs: Dict[str, str] = field(default_factory=dict)
     gpu_idx: Optional[List[int]] = None
+    index: int = 0
+    manifest: Optional[ModelManifest] = None
 
 
 @dataclass
-class ReplicaInfo:
-    """Where a replica runs and in what state; ``error`` says why it failed."""
+class ReplicaReport:
+    """A replica a worker runs (or is loading), as it tells the supervisor when registering."""
 
     replica_uid: str
-    replica_id: int
-    worker_address: str
-    status: ReplicaStatus = ReplicaStatus.LAUNCHING
+    model_uid: str
+    index: int
+    gpu_idx: List[int] = field(default_factory=list)
+    ready: bool = True
     address: Optional[str] = None
     pid: Optional[int] = None
-    error: Optional[str] = None
-    updated_at: float = field(default_factory=time.time)
+    spec: Optional[ReplicaSpec] = None
 
-    def to_dict(self) -> Dict[str, Any]:
-        out = asdict(self)
-        out["status"] = self.status.value
-        return out
+
+def model_status(states: Sequence[str]) -> str:
+    """A model's status from its replicas' states: READY if any replica can serve."""
+    for state in ("READY", "LAUNCHING", "LOST", "FAILED"):
+        if state in states:
+            return state
+    return ReplicaState.TERMINATING.value
 
 
 @dataclass
 class ModelRecord:
-    """A launched model as the supervisor tracks it."""
+    """A launched model as the supervisor tracks it (its replicas live in the cluster state)."""
 
     model_uid: str
     request: LaunchRequest
     engine_config: EngineConfig
     family: Dict[str, Any]
-    replicas: List[ReplicaInfo] = field(default_factory=list)
     created: int = field(default_factory=lambda: int(time.time()))
+    revision: int = 0
 
-    @property
-    def status(self) -> str:
-        states = {r.status for r in self.replicas}
-        if ReplicaStatus.READY in states:
-            return ReplicaStatus.READY.value
-        if ReplicaStatus.LAUNCHING in states:
-            return ReplicaStatus.LAUNCHING.value
-        if ReplicaStatus.FAILED in states:
-            return ReplicaStatus.FAILED.value
-        return ReplicaStatus.TERMINATING.value
-
-    def describe(self) -> Dict[str, Any]:
-        """The ``GET /v1/models/{uid}`` answer."""
+    def describe(self, replicas: List[Dict[str, Any]]) -> Dict[str, Any]:
+        """The ``GET /v1/models/{uid}`` answer, given the replicas' dicts."""
         cfg = self.engine_config
-        errors = [r.error for r in self.replicas if r.error]
+        errors = [r["error"] for r in replicas if r.get("error") and r["status"] != "READY"]
         out = {
             "model_uid": self.model_uid,
             "model_type": cfg.model_type,
@@ -119,9 +135,9 @@ class ModelRecord:
             "model_ability": self.family.get("model_ability", []),
             "model_description": self.family.get("model_description", ""),
             "context_length": cfg.context_length,
-            "replica": len(self.replicas),
-            "status": self.status,
-            "replicas": [r.to_dict() for r in self.replicas],
+            "replica": len(replicas),
+            "status": model_status([r["status"] for r in replicas]),
+            "replicas": replicas,
             "created": self.created,
         }
         if self.family.get("dimensions"):
@@ -131,9 +147,23 @@ class ModelRecord:
             out["error"] = errors[0]
         return out
 
-    def list_entry(self) -> Dict[str, Any]:
+    def list_entry(self, replicas: List[Dict[str, Any]]) -> Dict[str, Any]:
         """One item of ``GET /v1/models``: OpenAI's model object plus our fields."""
-        desc = self.describe()
+        desc = self.describe(replicas)
         desc.pop("replicas")
         return {"id": self.model_uid, "object": "model", "created": self.created,
                 "owned_by": "xinference", **desc}
+
+    def manifest(self, replica: int, removed: Sequence[int]) -> ModelManifest:
+        return ModelManifest(self.request, self.family, replica, sorted(removed), self.revision,
+                             self.created)
+
+    @classmethod
+    def from_spec(cls, spec: ReplicaSpec) -> "ModelRecord":
+        """Rebuild a model's record from one of its replicas' specs (supervisor restart)."""
+        manifest = spec.manifest
+        config = EngineConfig(**{**asdict(spec.engine_config), "replica_id": "0",
+                                 "model_path": manifest.request.model_path or "",
+                                 "gpu_idx": manifest.request.gpu_idx})
+        return cls(config.model_uid, manifest.request, config, manifest.family,
+                   manifest.created, manifest.revision)

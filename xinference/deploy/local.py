@@ -88,11 +88,25 @@ async def serve(host: str, port: int, log_level: str, default_model: Optional[st
         if launch_task is not None:
             launch_task.cancel()
         click.echo("Stopping models...")
-        try:
-            await asyncio.wait_for(supervisor.terminate_all(), timeout=15)
-        except Exception:  # noqa: BLE001
-            logger.warning("Some models did not stop cleanly")
-        await pool.stop()
+        await shutdown(pool, supervisor)
+
+
+async def shutdown(pool, supervisor, timeout: float = 15.0) -> None:
+    """Terminate every model, then stop the pool; kill what is left after ``timeout``."""
+    import xoscar as xo
+
+    try:
+        await xo.wait_for(supervisor.terminate_all(), timeout)
+    except Exception:  # noqa: BLE001 - whatever is left is killed below
+        logger.warning("Some models did not stop within %.0f s; killing them", timeout)
+    leftovers = list(pool.sub_processes.values())
+    try:
+        await asyncio.wait_for(pool.stop(), timeout=5)
+    except Exception:  # noqa: BLE001
+        logger.warning("The actor pool did not stop cleanly")
+    for process in leftovers:
+        if getattr(process, "returncode", 0) is None:
+            process.kill()
 
 
 def run_local(host: str = "127.0.0.1", port: int = 9997, log_level: str = "INFO",

@@ -64,7 +64,7 @@ def parse_input(raw: Any, max_items: int = DEFAULT_MAX_ITEMS, param: str = "inpu
             f"`{param}` has {len(items)} items; at most {max_items} are allowed per request, "
             "split it into several requests", param=param)
     for i, item in enumerate(items):
-        if len(item) == 0 or (isinstance(item, str) and not item.strip()):
+        if len(item) == 0:
             where = param if len(items) == 1 else f"{param}[{i}]"
             raise InvalidRequestError(f"`{where}` is empty; every input must have some text", param=param)
     return items

@@ -20,7 +20,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set
 
 from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
                        RequestAbortedError, XinferenceError)
@@ -190,8 +190,7 @@ class _StreamRun:
     """Streaming llama.cpp calls on worker threads, delivering chunks to one queue."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
-        self.loop, self.pending = loop, count
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.loop, self.pending, self.queue = loop, count, asyncio.Queue()
         self.stopped, self.reason = False, None
 
     def stop(self, reason: Optional[XinferenceError] = None) -> None:
@@ -310,6 +309,7 @@ class LlamaCppEngine(LLMEngine):
         self._executor: Optional[ThreadPoolExecutor] = None
         self._facts: Dict[str, Any] = {}
         self._runs: Dict[str, List[_StreamRun]] = {}
+        self._live: Set[_StreamRun] = set()
 
     def load(self) -> None:
         params = build_params(self.config)
@@ -329,13 +329,12 @@ class LlamaCppEngine(LLMEngine):
                        "threads": params.cpuparams.n_threads}
 
     def close(self) -> None:
-        server, self._server = self._server, None
-        for run in [run for runs in self._runs.values() for run in runs]:
+        self._server = None  # freed when the calls still running return
+        for run in list(self._live):
             run.stop(ModelUnavailableError("the model was stopped while answering"))
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-        del server  # llama.cpp stops once the calls still running return
 
     def describe(self) -> Dict[str, Any]:
         return dict(self._facts)
@@ -449,6 +448,7 @@ class LlamaCppEngine(LLMEngine):
             usage = bool((request.get("stream_options") or {}).get("include_usage"))
         fn, loop, rid = self._handler(kind), asyncio.get_running_loop(), request.get("request_id")
         run = _StreamRun(loop, len(jobs))
+        self._live.add(run)
         if rid:
             self._runs.setdefault(rid, []).append(run)
         total, seen, offsets, head = {}, set(), {}, None
@@ -476,6 +476,7 @@ class LlamaCppEngine(LLMEngine):
                                  | {"choices": [], "usage": total}, kind)
         finally:
             run.stop()
+            self._live.discard(run)
             if rid and run in self._runs.get(rid, []):
                 self._runs[rid].remove(run)
                 if not self._runs[rid]:

@@ -9,11 +9,13 @@ Engine options (``EngineConfig.options``): ``n_threads`` (torch intra-op threads
 default 1), ``batch_size`` / ``batch_interval`` (override ``XINFERENCE_BATCH_SIZE`` /
 ``XINFERENCE_BATCH_INTERVAL``), ``max_items`` (inputs per request, default 2048),
 ``padding_budget`` (a merged batch is encoded in runs of similar length, each padded
-to at most this many tokens, default 256), ``trust_remote_code`` (default false).
+to at most this many tokens, default 256), ``trust_remote_code`` (default: the
+family's flag, else false).
 
-Threads: on the 2-core build machine under load, 2 torch threads encoded about 7%
-faster than 1 in a quiet moment but compete with the event loop and with other
-processes (transformers decoding ran 15x slower with 2), so the default is 1.
+Threads: on the shared 2-core build machine, 2 torch threads encoded batches 1.1-1.6x
+faster than 1 (single sentences about the same), but then torch holds both cores and
+the event loop, the gateway and other models wait (transformers decoding ran 15x slower
+with 2 under load). The default is 1; pass ``n_threads=2`` on a machine with spare cores.
 """
 
 from __future__ import annotations
@@ -44,6 +46,14 @@ def set_torch_threads(options: Dict[str, Any]) -> int:
         raise InvalidRequestError("n_threads must be at least 1", param="n_threads")
     torch.set_num_threads(n_threads)
     return n_threads
+
+
+def trust_remote_code(config: EngineConfig) -> bool:
+    """The ``trust_remote_code`` option, else the family's flag, else false."""
+    value = config.options.get("trust_remote_code")
+    if value is None:
+        value = inp.family_flag(config.family, "trust_remote_code")
+    return bool(value)
 
 
 def request_tokenizer(tokenizer: Any) -> Tuple[Any, Any]:
@@ -86,9 +96,9 @@ class SentenceTransformersEmbedding(EmbeddingEngine):
         self.n_threads = set_torch_threads(self.config.options)
         from sentence_transformers import SentenceTransformer
 
-        trust = bool(self.config.options.get("trust_remote_code", False))
         try:
-            model = SentenceTransformer(self.config.model_path, device="cpu", trust_remote_code=trust)
+            model = SentenceTransformer(self.config.model_path, device="cpu",
+                                        trust_remote_code=trust_remote_code(self.config))
         except Exception as exc:
             raise ModelLaunchError(
                 f"sentence-transformers could not load {self.config.model_path!r}: {exc}") from exc
@@ -139,7 +149,7 @@ class SentenceTransformersEmbedding(EmbeddingEngine):
         texts = [item if isinstance(item, str)
                  else self._tokenizer.decode(item, skip_special_tokens=True) for item in items]
         for i, text in enumerate(texts):
-            if not text.strip():
+            if not text:
                 raise InvalidRequestError(f"`input[{i}]` decodes to empty text", param="input")
         counts = count_tokens(self._tokenizer, self._backend, texts)
         for i, n in enumerate(counts):

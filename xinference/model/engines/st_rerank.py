@@ -26,7 +26,8 @@ from ...errors import InvalidRequestError, ModelLaunchError
 from .. import embedding_input as inp
 from ..batching import DynamicBatcher, run_grouped
 from .base import EngineConfig, RerankEngine
-from .st_embedding import DEFAULT_PADDING_BUDGET, request_tokenizer, set_torch_threads
+from .st_embedding import (DEFAULT_PADDING_BUDGET, request_tokenizer, set_torch_threads,
+                           trust_remote_code)
 
 _INLINE_TOKENIZE_CHARS = 16_000
 API_VERSION = {"version": "2", "is_deprecated": False}
@@ -52,9 +53,9 @@ class SentenceTransformersRerank(RerankEngine):
         self.n_threads = set_torch_threads(self.config.options)
         from sentence_transformers import CrossEncoder
 
-        trust = bool(self.config.options.get("trust_remote_code", False))
         try:
-            model = CrossEncoder(self.config.model_path, device="cpu", trust_remote_code=trust)
+            model = CrossEncoder(self.config.model_path, device="cpu",
+                                 trust_remote_code=trust_remote_code(self.config))
         except Exception as exc:
             raise ModelLaunchError(
                 f"sentence-transformers could not load {self.config.model_path!r} "

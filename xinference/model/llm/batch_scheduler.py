@@ -71,7 +71,7 @@ class Sequence:
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self.budget = budget
-        self.stop_ids = set() if params.ignore_eos else set(stop_ids)
+        self.stop_ids = (set() if params.ignore_eos else set(stop_ids)) | set(params.stop_token_ids)
         self.generated: List[int] = []
         self.generator = make_generator(params.seed)
         self.detok = IncrementalDetokenizer(decode, context=self.prompt_ids[-4:])

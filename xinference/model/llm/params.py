@@ -40,6 +40,7 @@ class SamplingParams:
     top_logprobs: int = 0
     logit_bias: Dict[int, float] = field(default_factory=dict)
     ignore_eos: bool = False
+    stop_token_ids: List[int] = field(default_factory=list)
 
     @property
     def greedy(self) -> bool:
@@ -173,4 +174,14 @@ def sampling_params_from_request(request: Mapping[str, Any], kind: str = "chat",
         top_logprobs=top_logprobs,
         logit_bias=_logit_bias(request.get("logit_bias")),
         ignore_eos=bool(request.get("ignore_eos", False)),
+        stop_token_ids=_token_ids(request.get("stop_token_ids")),
     )
+
+
+def _token_ids(value: Any) -> List[int]:
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise InvalidRequestError("stop_token_ids must be a list of token ids", param="stop_token_ids")
+    return list(value)
