@@ -23,6 +23,8 @@ def launch_request_from_body(body: Dict[str, Any]) -> LaunchRequest:
     if not body.get("model_name"):
         raise InvalidRequestError("model_name is required", param="model_name")
     options = {k: v for k, v in body.items() if k not in LAUNCH_FIELDS and v is not None}
+    if body.get("trust_remote_code") is not None:
+        options["trust_remote_code"] = body["trust_remote_code"]
     replica = body.get("replica") or 1
     if not isinstance(replica, int) or replica < 1:
         raise InvalidRequestError("replica must be a positive integer", param="replica")

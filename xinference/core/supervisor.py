@@ -1,162 +1,191 @@
-"""SupervisorActor: the cluster's record of workers and models.
+"""SupervisorActor: the cluster's record of workers, models and replicas.
 
 It is on the launch path (plan, place, ask workers, record states) and never on
-the request path: the gateway asks it once for a model's replica addresses and
-then talks to the replicas directly.
+the request path: the gateway asks it for a model's replica addresses and then
+talks to the replicas directly. The actor is thin: it records intent and
+delegates to :class:`ClusterController` (placement, recovery, rejoin), and runs
+the monitor that marks silent workers lost and re-launches their replicas.
 """
 
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
-import time
-from typing import Any, Dict, List, Optional
+import os
+import signal
+from typing import Any, Dict, List, Optional, Sequence
 
 import xoscar as xo
 
-from ..errors import DuplicateModelError, ModelNotFoundError, XinferenceError
+from ..errors import InvalidRequestError
 from ..model.registry import get_registry, normalize_model_type
+from ..settings import get_settings
+from .cluster_state import ClusterState
+from .controller import ClusterController
 from .launch_plan import engine_table, launch_request_from_body, plan_launch
-from .messages import ModelRecord, ReplicaInfo, ReplicaSpec, ReplicaStatus
+from .messages import ReplicaReport
+from .resources import WorkerResources
 
 logger = logging.getLogger(__name__)
 
 
-class SupervisorActor(xo.StatelessActor):
-    """Records models and their replicas; launches through workers."""
+def _resources(data: Optional[Dict[str, Any]]) -> Optional[WorkerResources]:
+    return None if not data else WorkerResources.from_dict(data)
 
-    def __init__(self):
+
+def monitor_period(heartbeat_interval: float, lost_timeout: float) -> float:
+    """How often the supervisor looks for silent workers (a worker is lost within timeout + this)."""
+    return max(0.05, min(heartbeat_interval, lost_timeout / 4))
+
+
+class SupervisorActor(xo.StatelessActor):
+    """Records models and their replicas; launches, scales and recovers them through workers.
+
+    ``rejoin_window``: seconds after start during which workers may bring back
+    replicas of models this supervisor does not know (a restarted supervisor);
+    0 for ``xinference-local``, whose only worker lives in the same process.
+    """
+
+    def __init__(self, rejoin_window: float = 0.0, lost_timeout: Optional[float] = None,
+                 heartbeat_interval: Optional[float] = None, strategy: Optional[str] = None,
+                 allow_multi_replica_per_gpu: Optional[bool] = None):
         super().__init__()
-        self._workers: Dict[str, float] = {}
-        self._models: Dict[str, ModelRecord] = {}
-        self._started = time.time()
+        settings = get_settings()
+        self._lost_timeout = lost_timeout or settings.worker_lost_timeout
+        self._heartbeat_interval = heartbeat_interval or settings.heartbeat_interval
+        self._rejoin_window = rejoin_window
+        self._strategy = strategy
+        self._allow_multi = allow_multi_replica_per_gpu
+        self._controller: Optional[ClusterController] = None
+        self._monitor: Optional[asyncio.Task] = None
 
     @classmethod
     def default_uid(cls) -> str:
         return "supervisor"
 
-    async def add_worker(self, worker_address: str) -> None:
-        self._workers[worker_address] = time.time()
-        logger.info("Worker %s registered", worker_address)
+    async def __post_create__(self):
+        state = ClusterState(self._lost_timeout, self._strategy, self._allow_multi,
+                             startup_grace=self._rejoin_window)
+        wait = min(self._rejoin_window, 2 * self._heartbeat_interval + 1)
+        self._controller = ClusterController(state, self._worker_ref,
+                                             rejoin_window=self._rejoin_window, rejoin_wait=wait,
+                                             local_address=self.address)
+        self._monitor = asyncio.create_task(self._watch())
+        logger.info("Supervisor at %s: heartbeat every %.1f s, workers lost after %.1f s",
+                    self.address, self._heartbeat_interval, self._lost_timeout)
 
-    async def list_workers(self) -> List[str]:
-        return list(self._workers)
+    async def __pre_destroy__(self):
+        if self._monitor is not None:
+            self._monitor.cancel()
+        if self._controller is not None:
+            await self._controller.close()
 
-    async def _worker_ref(self, address: str):
+    async def _watch(self) -> None:
+        period = monitor_period(self._heartbeat_interval, self._lost_timeout)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._controller.check()
+            except Exception:  # noqa: BLE001 - the monitor must outlive any one bad round
+                logger.exception("The cluster monitor failed one round")
+
+    @staticmethod
+    async def _worker_ref(address: str):
         from .worker import WorkerActor
 
         return await xo.actor_ref(address=address, uid=WorkerActor.default_uid())
 
-    def _choose_workers(self, count: int) -> List[str]:
-        if not self._workers:
-            raise XinferenceError("no worker is registered with the supervisor")
-        load = {w: 0 for w in self._workers}
-        for record in self._models.values():
-            for replica in record.replicas:
-                if replica.worker_address in load:
-                    load[replica.worker_address] += 1
-        chosen = []
-        for _ in range(count):
-            worker = min(load, key=lambda w: load[w])
-            chosen.append(worker)
-            load[worker] += 1
-        return chosen
+    # --- workers -----------------------------------------------------------------------------
+
+    async def register_worker(self, address: str, resources: Optional[Dict[str, Any]] = None,
+                              replicas: Sequence[ReplicaReport] = ()) -> Dict[str, Any]:
+        """A worker (re-)joins; the answer lists the replicas it must stop and the heartbeat period."""
+        stop = self._controller.register_worker(address, _resources(resources), list(replicas))
+        return {"terminate": stop, "heartbeat_interval": self._heartbeat_interval}
+
+    async def heartbeat(self, address: str, resources: Optional[Dict[str, Any]] = None) -> bool:
+        """False means "unknown or lost worker: register again with your replicas"."""
+        return self._controller.heartbeat(address, _resources(resources))
+
+    async def unregister_worker(self, address: str) -> None:
+        self._controller.unregister_worker(address)
+
+    async def list_workers(self) -> List[Dict[str, Any]]:
+        return self._controller.workers()
+
+    async def report_replica_failed(self, model_uid: str, replica_uid: str, reason: str) -> None:
+        self._controller.report_replica_failed(model_uid, replica_uid, reason)
+
+    async def cluster_info(self) -> Dict[str, Any]:
+        workers = self._controller.workers()
+        alive = [w for w in workers if w["status"] == "ALIVE"]
+        return {
+            "supervisor_address": self.address,
+            "workers": workers,
+            "alive_workers": len(alive),
+            "lost_workers": len(workers) - len(alive),
+            "models": len(self._controller.models),
+            "replicas": sum(w["replicas"] for w in workers),
+            "launch_strategy": self._controller.state.strategy or get_settings().launch_strategy,
+            "heartbeat_interval": self._heartbeat_interval,
+            "worker_lost_timeout": self._lost_timeout,
+            "uptime": self._controller.uptime(),
+            "cpu_count": sum((w["resources"] or {}).get("cpu_count", 0) for w in alive),
+            "gpu_count": sum(len((w["resources"] or {}).get("gpus", [])) for w in alive),
+        }
+
+    # --- models ------------------------------------------------------------------------------
 
     async def launch_model(self, body: Dict[str, Any], wait_ready: bool = True) -> Dict[str, Any]:
         """Launch from a POST /v1/models body; returns uid and chosen engine."""
         request = launch_request_from_body(body)
         family, config = plan_launch(request, get_registry())
-        uid = config.model_uid
-        if uid in self._models:
-            raise DuplicateModelError(f"A model with uid {uid!r} is already running; "
-                                      "choose another --model-uid or terminate it first",
-                                      param="model_uid")
-        record = ModelRecord(model_uid=uid, request=request, engine_config=config,
-                             family=family.to_dict())
-        self._models[uid] = record
-        logger.info("Launching %s as %r on engine %s (%d replica(s))", family.model_name, uid,
-                    config.engine, request.replica)
-        workers = self._choose_workers(request.replica)
-        tasks = [self._launch_replica(record, i, w) for i, w in enumerate(workers)]
-        if wait_ready:
-            results = await asyncio.gather(*tasks, return_exceptions=True)
-            failures = [r for r in results if isinstance(r, BaseException)]
-            if failures and len(failures) == len(results):
-                self._models.pop(uid, None)
-                raise failures[0]
-        else:
-            for task in tasks:
-                asyncio.create_task(task)
-        return {"model_uid": uid, "model_engine": config.engine,
-                "model_format": config.model_format, "quantization": config.quantization}
+        return await self._controller.launch_model(request, family.to_dict(), config, wait_ready)
 
-    async def _launch_replica(self, record: ModelRecord, index: int, worker: str) -> None:
-        replica_uid = f"{record.model_uid}-{index}"
-        info = ReplicaInfo(replica_uid=replica_uid, replica_id=index, worker_address=worker)
-        record.replicas.append(info)
-        config = copy.deepcopy(record.engine_config)
-        config.replica_id = str(index)
-        spec = ReplicaSpec(replica_uid=replica_uid, engine_config=config,
-                           envs=dict(record.request.envs), gpu_idx=record.request.gpu_idx)
-        try:
-            ref = await self._worker_ref(worker)
-            result = await ref.launch_replica(spec)
-        except BaseException as exc:
-            info.status, info.error = ReplicaStatus.FAILED, _reason(exc)
-            info.updated_at = time.time()
-            logger.error("Replica %s failed to launch: %s", replica_uid, info.error)
-            raise
-        info.address, info.pid = result["address"], result.get("pid")
-        if record.model_uid not in self._models or info.status != ReplicaStatus.LAUNCHING:
-            await ref.terminate_replica(replica_uid)
-            return
-        info.status, info.updated_at = ReplicaStatus.READY, time.time()
+    async def add_replicas(self, model_uid: str, count: int = 1,
+                           wait_ready: bool = True) -> List[Dict[str, Any]]:
+        """Start ``count`` more replicas of a running model (placed like a launch)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InvalidRequestError(f"replica must be a positive integer, not {count!r}",
+                                      param="replica")
+        return await self._controller.add_replicas(model_uid, count, wait_ready)
 
-    async def report_replica_failed(self, model_uid: str, replica_uid: str, reason: str) -> None:
-        record = self._models.get(model_uid)
-        if record is None:
-            return
-        for info in record.replicas:
-            if info.replica_uid == replica_uid and info.status != ReplicaStatus.TERMINATING:
-                info.status, info.error, info.updated_at = ReplicaStatus.FAILED, reason, time.time()
-                logger.error("Replica %s of %s failed: %s", replica_uid, model_uid, reason)
+    async def remove_replica(self, model_uid: str, replica_id: int) -> Dict[str, Any]:
+        """Stop one replica for good; the answer says how many remain."""
+        remaining = await self._controller.remove_replica(model_uid, int(replica_id))
+        return {"model_uid": model_uid, "remaining_replicas": remaining}
 
-    def _record(self, model_uid: str) -> ModelRecord:
-        record = self._models.get(model_uid)
-        if record is None:
-            raise ModelNotFoundError(f"No running model with uid {model_uid!r}; "
-                                     "`xinference list` shows the running ones", param="model")
-        return record
+    async def report_replica_unreachable(self, model_uid: str, replica_uid: str) -> None:
+        logger.info("The gateway could not reach %s of %s", replica_uid, model_uid)
 
     async def terminate_model(self, model_uid: str) -> None:
-        record = self._record(model_uid)
-        for info in record.replicas:
-            info.status = ReplicaStatus.TERMINATING
-        await asyncio.gather(*(self._stop_replica(info) for info in record.replicas),
-                             return_exceptions=True)
-        self._models.pop(model_uid, None)
-        logger.info("Terminated %s", model_uid)
-
-    async def _stop_replica(self, info: ReplicaInfo) -> None:
-        ref = await self._worker_ref(info.worker_address)
-        await ref.terminate_replica(info.replica_uid)
+        await self._controller.terminate_model(model_uid)
 
     async def terminate_all(self) -> None:
-        await asyncio.gather(*(self.terminate_model(uid) for uid in list(self._models)),
-                             return_exceptions=True)
+        await self._controller.terminate_all()
+
+    async def stop_cluster(self, exit_delay: float = 0.5) -> Dict[str, Any]:
+        """Terminate every model, stop every worker, then end this process (SIGTERM to itself)."""
+        models = len(self._controller.models)
+        await self._controller.terminate_all()
+        workers = [a for a in self._controller.alive_workers() if a != self.address]
+        await self._controller.stop_workers()
+        logger.warning("Cluster stop requested: %d model(s) and %d worker(s) stopped", models,
+                       len(workers))
+        asyncio.get_running_loop().call_later(exit_delay, os.kill, os.getpid(), signal.SIGTERM)
+        return {"models": models, "workers": len(workers)}
 
     async def list_models(self) -> List[Dict[str, Any]]:
-        return [record.list_entry() for record in self._models.values()]
+        return self._controller.list_models()
 
     async def describe_model(self, model_uid: str) -> Dict[str, Any]:
-        return self._record(model_uid).describe()
+        return self._controller.describe_model(model_uid)
 
     async def get_replicas(self, model_uid: str) -> Dict[str, Any]:
         """The model's type and its replicas (the gateway routes to the READY ones)."""
-        record = self._record(model_uid)
-        return {"model_type": record.engine_config.model_type, "status": record.status,
-                "replicas": [r.to_dict() for r in record.replicas]}
+        return await self._controller.get_replicas(model_uid)
+
+    # --- registrations and engines -----------------------------------------------------------
 
     async def list_registrations(self, model_type: str, detailed: bool = False) -> List[Dict]:
         out = []
@@ -178,13 +207,3 @@ class SupervisorActor(xo.StatelessActor):
         else:
             family = registry.find_any_type(model_name)
         return engine_table(family, include_unavailable)
-
-    async def cluster_info(self) -> Dict[str, Any]:
-        return {"workers": list(self._workers), "models": len(self._models),
-                "uptime": time.time() - self._started}
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, XinferenceError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"

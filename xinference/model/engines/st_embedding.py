@@ -1,6 +1,6 @@
 """Text embeddings with sentence-transformers, batched across concurrent requests.
 
-Each request is parsed, tokenized once (for the token limit and the usage count)
+Each request is parsed, tokenized (for the token limit and the usage count)
 and checked on its own; then its texts join a :class:`DynamicBatcher`, whose one
 worker thread runs ``SentenceTransformer.encode`` on merged batches, so the event
 loop never waits on torch.
@@ -22,15 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import logging
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import InvalidRequestError, ModelLaunchError
 from .. import embedding_input as inp
 from ..batching import DynamicBatcher, run_grouped
 from .base import EmbeddingEngine, EngineConfig
-
-logger = logging.getLogger(__name__)
 
 # Requests with more text than this are tokenized in a thread, not on the event loop.
 _INLINE_TOKENIZE_CHARS = 16_000

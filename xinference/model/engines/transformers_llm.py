@@ -30,6 +30,7 @@ from ...settings import get_settings
 from ..llm import protocol as P
 from ..llm.assembler import ChatDeltaAssembler
 from ..llm.chat_template import choose_chat_template, compile_template, render_chat_template
+from ..llm.grammar import JsonGrammar, response_format_schema
 from ..llm.params import SamplingParams, sampling_params_from_request
 from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
 from ..llm.tool_calls import FORMATS, tool_names
@@ -52,6 +53,7 @@ class _Prepared:
     tool_format: Optional[str] = None
     tool_names: Optional[Set[str]] = None
     include_usage: bool = False
+    grammar: Optional[str] = None
 
     @property
     def n_choices(self) -> int:
@@ -89,6 +91,7 @@ class TransformersEngine(LLMEngine):
         self._stop_strings: List[str] = []
         self._defaults: Dict[str, Any] = {}
         self._running: Dict[str, Tuple[list, asyncio.Queue]] = {}
+        self._grammar: Optional[JsonGrammar] = None
         self.n_threads = int(config.options.get("n_threads") or 1)
 
     # ------------------------------------------------------------------ loading
@@ -107,6 +110,8 @@ class TransformersEngine(LLMEngine):
             except Exception as exc:
                 raise ModelLaunchError(f"The model's chat template does not compile: {exc}") from None
         self._read_model_facts()
+        vocab = max(len(self.tokenizer), getattr(self.model.config, "vocab_size", 0) or 0)
+        self._grammar = JsonGrammar(self.tokenizer, vocab, self._stop_ids)
         from ..llm.batch_scheduler import BatchScheduler
 
         settings = get_settings()
@@ -187,13 +192,11 @@ class TransformersEngine(LLMEngine):
         params = sampling_params_from_request(request, kind, self._defaults, get_settings().max_tokens)
         if self._stop_strings:
             params = replace(params, stop=params.stop + self._stop_strings)
-        fmt = request.get("response_format") or {}
-        if isinstance(fmt, dict) and fmt.get("type") not in (None, "text"):
-            raise InvalidRequestError(
-                "The transformers engine has no grammar support, so response_format "
-                f"{fmt.get('type')!r} cannot be guaranteed; launch the model with the llama.cpp engine "
-                "or leave response_format out", param="response_format")
         return params
+
+    def _grammar_for(self, request: Dict[str, Any]) -> Optional[str]:
+        schema = response_format_schema(request.get("response_format"))
+        return None if schema is None else self._grammar.compile(schema)
 
     def _prepared(self, request: Dict[str, Any], prompts: List[List[int]], params: SamplingParams,
                   **extra: Any) -> _Prepared:
@@ -202,7 +205,8 @@ class TransformersEngine(LLMEngine):
         budgets = [params.token_budget(len(p), self.context_length) for p in prompts]
         options = request.get("stream_options") or {}
         return _Prepared(str(request.get("request_id") or P.new_request_id()), prompts, params,
-                         budgets, P.now(), include_usage=bool(options.get("include_usage")), **extra)
+                         budgets, P.now(), include_usage=bool(options.get("include_usage")),
+                         grammar=self._grammar_for(request), **extra)
 
     def _tools(self, request: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
         tools, choice = request.get("tools"), request.get("tool_choice")
@@ -238,7 +242,8 @@ class TransformersEngine(LLMEngine):
         fmt = self.config.family.get("tool_call_format") or "auto"
         return self._prepared(
             request, [self._encode(prompt, special=False)], params, reasoning=tags,
-            in_reasoning=bool(tags) and prompt_opens_reasoning(prompt, *tags),
+            in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
+                          and not request.get("response_format")),
             tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,
             tool_names=tool_names(tools))
 
@@ -263,8 +268,10 @@ class TransformersEngine(LLMEngine):
         for p, (prompt, budget) in enumerate(zip(prep.prompts, prep.budgets)):
             for c in range(prep.params.n):
                 index = p * prep.params.n + c
+                constraint = self._grammar.matcher(prep.grammar) if prep.grammar else None
                 seqs.append(Sequence(prompt, prep.params.for_choice(c), budget, self._stop_ids,
-                                     self._decode, self._token_text, partial(_post, loop, queue, index)))
+                                     self._decode, self._token_text, partial(_post, loop, queue, index),
+                                     constraint))
         self._running[prep.request_id] = (seqs, queue)
         scheduler = self.scheduler
         try:

@@ -67,7 +67,8 @@ class Sequence:
 
     def __init__(self, prompt_ids: List[int], params: SamplingParams, budget: int,
                  stop_ids: Set[int], decode: Callable[[List[int]], str],
-                 token_text: Callable[[int], str], emit: Callable[[StepOutput], None]):
+                 token_text: Callable[[int], str], emit: Callable[[StepOutput], None],
+                 constraint: Any = None):
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self.budget = budget
@@ -78,6 +79,7 @@ class Sequence:
         self.stopper = StopStringMatcher(params.stop)
         self.token_text = token_text
         self.emit = emit
+        self.constraint = constraint
         self.cancelled = False
         self.done = False
         self.pos = len(self.prompt_ids)
@@ -88,6 +90,8 @@ class Sequence:
         self.generated.append(token)
         self.last_token = token
         finish = None
+        if self.constraint is not None and token not in self.stop_ids:
+            self.constraint.consume_token(token)
         if token in self.stop_ids:
             text, finish, logprob = self._tail(), "stop", None
         else:

@@ -2,12 +2,14 @@
 
 Every row keeps its own :class:`SamplingParams` and its own seeded
 ``torch.Generator``, so a request's output depends only on its seed and its
-logits, never on which other requests share the batch.
+logits, never on which other requests share the batch. A row with a
+``constraint`` (a grammar matcher, see :mod:`.grammar`) only samples tokens
+the grammar allows next.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Sequence, Tuple
+from typing import Any, List, Optional, Protocol, Sequence, Tuple
 
 import torch
 
@@ -23,6 +25,7 @@ class SampledRow(Protocol):
     generator: torch.Generator
     prompt_ids: List[int]
     generated: List[int]
+    constraint: Any  # an llguidance matcher for response_format, or None
 
 
 def make_generator(seed: Optional[int]) -> torch.Generator:
@@ -58,6 +61,16 @@ def _adjust(logits: torch.Tensor, row: SampledRow) -> torch.Tensor:
     return logits
 
 
+def _constrain(logits: torch.Tensor, matcher: Any) -> torch.Tensor:
+    allowed = torch.frombuffer(bytearray(matcher.compute_logit_bias()), dtype=torch.uint8)
+    keep = torch.zeros(logits.shape[-1], dtype=torch.bool)
+    n = min(allowed.shape[0], keep.shape[0])
+    keep[:n] = allowed[:n] > 0
+    if not bool(keep.any()):
+        return logits
+    return logits.masked_fill(~keep, float("-inf"))
+
+
 def _draw(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
     scores = logits / params.temperature
     if 0 < params.top_k < scores.shape[-1]:
@@ -86,7 +99,8 @@ def sample_rows(logits: torch.Tensor, rows: Sequence[SampledRow]) -> Tuple[List[
     """Next token of every row of ``logits`` (shape ``[rows, vocab]``), plus logprobs where asked."""
     logits = logits.detach().to("cpu", torch.float32)
     plain = all(r.params.greedy and not r.params.logprobs and not r.params.logit_bias
-                and not r.params.needs_penalties for r in rows)
+                and not r.params.needs_penalties and getattr(r, "constraint", None) is None
+                for r in rows)
     if plain:
         return logits.argmax(dim=-1).tolist(), [None] * len(rows)
     tokens: List[int] = []
@@ -94,6 +108,8 @@ def sample_rows(logits: torch.Tensor, rows: Sequence[SampledRow]) -> Tuple[List[
     for i, row in enumerate(rows):
         params = row.params
         adjusted = _adjust(logits[i], row)
+        if getattr(row, "constraint", None) is not None:
+            adjusted = _constrain(adjusted, row.constraint)
         token = int(adjusted.argmax()) if params.greedy else _draw(adjusted, params, row.generator)
         tokens.append(token)
         logprobs.append(_logprob(logits[i], token, params.top_logprobs) if params.logprobs else None)

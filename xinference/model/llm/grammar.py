@@ -1,0 +1,92 @@
+"""``response_format`` (``json_object``, ``json_schema``) as a token-level constraint.
+
+:func:`response_format_schema` validates OpenAI's ``response_format`` and
+returns the JSON schema to enforce (``None`` for plain text). :class:`JsonGrammar`
+compiles schemas with ``llguidance`` against one tokenizer and hands out one
+matcher per sequence; engines mask each step's logits with
+:meth:`JsonGrammar.allowed` and advance the matcher with ``consume_token``.
+The output then always parses and validates (unless cut by ``max_tokens``).
+``llguidance`` is imported only when a request asks for a format.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any, Iterable, Mapping, Optional
+
+from ...errors import InvalidRequestError
+
+_JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
+                 "lenient": True}
+
+
+def response_format_schema(response_format: Any) -> Optional[dict]:
+    """The JSON schema a ``response_format`` asks for; None for ``text`` or no format."""
+    if response_format is None:
+        return None
+    kind = response_format.get("type") if isinstance(response_format, Mapping) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "object"}
+    if kind == "json_schema":
+        spec = response_format.get("json_schema")
+        schema = spec.get("schema") if isinstance(spec, Mapping) else None
+        if not isinstance(schema, Mapping):
+            raise InvalidRequestError("response_format.json_schema.schema must be a JSON schema object",
+                                      param="response_format")
+        return dict(schema)
+    raise InvalidRequestError("response_format.type must be text, json_object or json_schema",
+                              param="response_format")
+
+
+class JsonGrammar:
+    """Schema compiler bound to one Hugging Face fast tokenizer (thread-safe, built lazily)."""
+
+    def __init__(self, hf_tokenizer: Any, vocab_size: int, eos_ids: Iterable[int]):
+        self._hf = hf_tokenizer
+        self.vocab_size = vocab_size
+        self._eos = sorted(eos_ids)
+        self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def _ll_tokenizer(self):
+        with self._lock:
+            if self._tokenizer is None:
+                try:
+                    import llguidance.hf
+                except ImportError:
+                    raise InvalidRequestError(
+                        "response_format needs the llguidance package on this engine: "
+                        "pip install llguidance", param="response_format") from None
+                self._tokenizer = llguidance.hf.from_tokenizer(
+                    self._hf, n_vocab=self.vocab_size, eos_token=self._eos or None)
+            return self._tokenizer
+
+    def compile(self, schema: Mapping[str, Any]) -> str:
+        """A checked grammar for ``schema``; bad schemas give :class:`InvalidRequestError`."""
+        tokenizer = self._ll_tokenizer()
+        from llguidance import LLMatcher
+
+        try:
+            grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_JSON_OPTIONS)
+        except ValueError as exc:
+            raise InvalidRequestError(f"response_format schema is not valid: {exc}",
+                                      param="response_format") from None
+        failed, messages = LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
+        if failed:
+            raise InvalidRequestError(f"response_format schema cannot be enforced: {messages[0]}",
+                                      param="response_format")
+        return grammar
+
+    def matcher(self, grammar: str):
+        """A fresh matcher for one sequence (``consume_token``, ``is_error``, ...)."""
+        from llguidance import LLMatcher
+
+        return LLMatcher(self._ll_tokenizer(), grammar, log_level=0)
+
+    @staticmethod
+    def allowed(matcher: Any) -> bytes:
+        """One byte per token id: non-zero where the token may come next."""
+        return matcher.compute_logit_bias()
