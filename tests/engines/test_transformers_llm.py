@@ -229,7 +229,7 @@ def test_bad_requests_raise_before_streaming(trained):
         trained.chat_stream({"messages": [{"role": "robot", "content": "x"}]})
     assert info.value.param == "messages"
     with pytest.raises(InvalidRequestError) as info:
-        trained.chat_stream({"messages": tm.FRANCE, "response_format": {"type": "json_object"}})
+        trained.chat_stream({"messages": tm.FRANCE, "response_format": {"type": "xml"}})
     assert info.value.param == "response_format"
     with pytest.raises(InvalidRequestError) as info:
         trained.complete_stream({"prompt": "word " * 600})
@@ -238,6 +238,54 @@ def test_bad_requests_raise_before_streaming(trained):
         trained.chat_stream({"messages": tm.FRANCE, "tools": [tm.WEATHER_TOOL],
                              "tool_choice": {"type": "function", "function": {"name": "nope"}}})
     assert info.value.param == "tool_choice"
+    with pytest.raises(InvalidRequestError) as info:
+        trained.chat_stream({"messages": tm.FRANCE, "tools": [{"type": "function"}]})
+    assert info.value.param == "tools"
+    with pytest.raises(InvalidRequestError) as info:
+        trained.chat_stream({"messages": tm.FRANCE, "chat_template_kwargs": ["x"]})
+    assert info.value.param == "chat_template_kwargs"
+
+
+def test_stopped_engine_fails_streams_with_a_domain_error(random_dir):
+    from xinference.errors import ModelUnavailableError
+
+    engine = make_engine(random_dir)
+
+    async def scenario():
+        stream = engine.chat_stream({"messages": [{"role": "user", "content": "go"}],
+                                     "max_tokens": 400, "temperature": 1.0, "seed": 3,
+                                     "logit_bias": no_eos(engine)})
+        await stream.__anext__()
+        await stream.__anext__()
+        await asyncio.to_thread(engine.close)
+        with pytest.raises(ModelUnavailableError):
+            async for _ in stream:
+                pass
+
+    run(scenario())
+    with pytest.raises(ModelUnavailableError):
+        engine.chat_stream({"messages": tm.FRANCE})
+
+
+WEATHER_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", "sunny"],
+                  "properties": {"city": {"enum": ["Paris", "Rome"]}, "sunny": {"type": "boolean"}}}
+
+
+def test_json_schema_output_parses_and_validates(rand):
+    fmt = {"type": "json_schema", "json_schema": {"name": "weather", "schema": WEATHER_SCHEMA}}
+    for seed in range(3):
+        request = {"messages": [{"role": "user", "content": "weather?"}], "temperature": 1.0,
+                   "seed": seed, "max_tokens": 60, "response_format": fmt}
+        out = run(rand.chat(request))
+        data = json.loads(out["choices"][0]["message"]["content"])
+        assert data["city"] in ("Paris", "Rome") and isinstance(data["sunny"], bool)
+        assert set(data) == {"city", "sunny"} and out["choices"][0]["finish_reason"] == "stop"
+        streamed, _, _, _ = accumulate(run(collect(rand.chat_stream(request))))
+        assert streamed == out["choices"][0]["message"]["content"]
+    with pytest.raises(InvalidRequestError) as info:
+        rand.chat_stream({"messages": tm.FRANCE, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strnig"}}}})
+    assert info.value.param == "response_format"
 
 
 @pytest.fixture
@@ -322,11 +370,9 @@ def test_concurrent_streams_beat_one_at_a_time(rand):
 
 @pytest.fixture(scope="module")
 def smollm2(smollm2_gguf):
-    from xinference.model.registry import ModelFamily
+    from xinference.model.registry import ModelRegistry
 
-    raw = json.loads((Path(__import__("xinference").__file__).parent
-                      / "model/families/llm/smollm2-135m-instruct.json").read_text())
-    family = ModelFamily.from_dict(raw).to_dict()
+    family = ModelRegistry().get("LLM", "smollm2-135m-instruct").to_dict()
     engine = make_engine(smollm2_gguf, fmt="ggufv2", family=family)
     yield engine
     engine.close()
@@ -364,4 +410,16 @@ def test_stop_token_ids_end_generation(trained):
     paris = trained.tokenizer.convert_tokens_to_ids(trained.tokenizer.tokenize(" Paris"))[0]
     out = run(trained.chat({**base, "stop_token_ids": [paris]}))
     assert out["choices"][0]["message"]["content"] == "The capital of France is"
+    assert out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_smollm2_json_schema(smollm2):
+    schema = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
+              "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
+    request = {"messages": [{"role": "user", "content": "Give me a person as JSON with name and age."}],
+               "temperature": 0, "max_tokens": 40,
+               "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}}
+    out = run(smollm2.chat(request))
+    data = json.loads(out["choices"][0]["message"]["content"])
+    assert set(data) == {"name", "age"} and isinstance(data["name"], str) and isinstance(data["age"], int)
     assert out["choices"][0]["finish_reason"] == "stop"

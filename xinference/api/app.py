@@ -10,6 +10,7 @@ from .errors import install_error_handlers
 from .gateway import Gateway
 from .routes_admin import router as admin_router
 from .routes_openai import router as openai_router
+from .routes_registrations import router as registrations_router
 
 
 def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
@@ -20,4 +21,5 @@ def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_router)
     app.include_router(admin_router)
+    app.include_router(registrations_router)
     return app

@@ -1,15 +1,25 @@
-"""The gateway's connection to the cluster: supervisor reference and replica router."""
+"""The gateway's connection to the cluster: supervisor reference and replica router.
+
+A request whose replica turns out to be gone before it produced anything (the
+call, or the first pull of a stream, fails with a connection error) is sent
+again to another replica, so a dead worker costs the client some latency, not
+an error. Once a stream has sent its first chunk it is never replayed.
+"""
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Dict, List, Optional
+import logging
+from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
 
 import xoscar as xo
 
 from ..settings import Settings
-from .router import ReplicaRouter
+from .router import ReplicaHandle, ReplicaRouter, replica_gone
+
+logger = logging.getLogger(__name__)
 
 SUPERVISOR_UID = "supervisor"
+MAX_ATTEMPTS = 4
 
 
 class Gateway:
@@ -45,24 +55,84 @@ class Gateway:
                 request["max_tokens"] = cap
         return request
 
+    def _retrying(self, model_uid: str, handle: ReplicaHandle, exc: BaseException,
+                  tried: Set[Tuple[str, str]], attempt: int) -> bool:
+        """Record a failed attempt; True when the request should go to another replica."""
+        if not replica_gone(exc) or attempt + 1 >= MAX_ATTEMPTS:
+            return False
+        tried.add(handle.key)
+        self.router.mark_dead(model_uid, handle)
+        logger.warning("Replica %s at %s is unreachable (%s); retrying on another replica",
+                       handle.replica_uid, handle.address, type(exc).__name__)
+        return True
+
     async def call(self, model_uid: str, method: str, request: Dict[str, Any]) -> Dict[str, Any]:
-        """A unary call on the least busy replica of ``model_uid``."""
-        async with self.router.use(model_uid) as handle:
-            return await getattr(handle.ref, method)(request)
+        """A unary call on the least busy replica of ``model_uid``, retried if that one is gone."""
+        tried: Set[Tuple[str, str]] = set()
+        for attempt in range(MAX_ATTEMPTS):
+            handle = await self.router.pick(model_uid, tried)
+            handle.outstanding += 1
+            try:
+                return await getattr(handle.ref, method)(request)
+            except Exception as exc:  # noqa: BLE001 - re-raised unless the replica is gone
+                if not self._retrying(model_uid, handle, exc, tried, attempt):
+                    raise
+            finally:
+                handle.outstanding -= 1
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _open_stream(self, model_uid: str, method: str, request: Dict[str, Any]):
+        """(handle, iterator, first batch or None): the first pull is where a dead replica shows."""
+        tried: Set[Tuple[str, str]] = set()
+        for attempt in range(MAX_ATTEMPTS):
+            handle = await self.router.pick(model_uid, tried)
+            handle.outstanding += 1
+            iterator = None
+            try:
+                iterator = await getattr(handle.ref, method)(request)
+                try:
+                    first = await iterator.__anext__()
+                except StopAsyncIteration:
+                    first = None
+                return handle, iterator, first
+            except BaseException as exc:
+                handle.outstanding -= 1
+                await _destroy_quietly(iterator)
+                if not isinstance(exc, Exception) or not self._retrying(
+                        model_uid, handle, exc, tried, attempt):
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def stream(self, model_uid: str, method: str,
                      request: Dict[str, Any]) -> AsyncIterator[List[Any]]:
         """Chunk lists from a streaming method; the replica counts as busy until the end."""
-        async with self.router.use(model_uid) as handle:
-            iterator = await getattr(handle.ref, method)(request)
-            try:
-                async for batch in iterator:
-                    yield batch
-            finally:
-                await _destroy_quietly(iterator)
+        handle, iterator, first = await self._open_stream(model_uid, method, request)
+        try:
+            if first is None:
+                return
+            yield first
+            async for batch in iterator:
+                yield batch
+        except BaseException as exc:
+            if replica_gone(exc):
+                self.router.mark_dead(model_uid, handle)
+            raise
+        finally:
+            handle.outstanding -= 1
+            await _destroy_quietly(iterator)
+
+    async def drain(self, model_uid: str, replica_uid: str, timeout: float) -> int:
+        """Stop routing to a replica and wait for its requests in flight (see the router)."""
+        return await self.router.drain(model_uid, replica_uid, timeout)
 
     async def abort(self, model_uid: str, request_id: str) -> bool:
-        results = [await h.ref.abort(request_id) for h in await self.router.replicas(model_uid)]
+        results = []
+        for handle in await self.router.replicas(model_uid):
+            try:
+                results.append(await handle.ref.abort(request_id))
+            except Exception as exc:  # noqa: BLE001 - a dead replica runs nothing to abort
+                if not replica_gone(exc):
+                    raise
         return any(results)
 
 

@@ -2,7 +2,10 @@
 
 The supervisor is asked once per model (and again after a failure or when the
 entry is older than ``ttl``); each request then goes straight to a replica, the
-one with the fewest requests in flight.
+one with the fewest requests in flight among the READY ones that are neither
+draining (being removed) nor known dead (a call found its process gone). A dead
+mark lasts until the supervisor lists that replica at another address, or for
+``dead_ttl`` seconds.
 """
 
 from __future__ import annotations
@@ -11,9 +14,27 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Dict, List, Optional
+from typing import Any, Awaitable, Callable, Collection, Dict, List, Optional, Set, Tuple
 
-from ..errors import ModelUnavailableError
+from ..errors import ModelUnavailableError, XinferenceError
+
+# Errors that mean "the replica's process is gone or unreachable", not "the request is bad".
+GONE_ERRORS = ("ServerClosed", "ActorNotExist", "ConnectionRefusedError", "ConnectionResetError",
+               "BrokenPipeError", "ConnectionAbortedError")
+
+
+def replica_gone(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the replica's process cannot be reached."""
+    seen = 0
+    current: Optional[BaseException] = exc
+    while current is not None and seen < 8:
+        if isinstance(current, XinferenceError):
+            return False
+        if isinstance(current, ConnectionError) or type(current).__name__ in GONE_ERRORS:
+            return True
+        current = current.__cause__ or current.__context__
+        seen += 1
+    return False
 
 
 @dataclass
@@ -22,6 +43,10 @@ class ReplicaHandle:
     address: str
     ref: Any
     outstanding: int = 0
+
+    @property
+    def key(self) -> Tuple[str, str]:
+        return self.replica_uid, self.address
 
 
 @dataclass
@@ -38,17 +63,30 @@ RefMaker = Callable[[str, str], Awaitable[Any]]
 
 
 class ReplicaRouter:
-    """Least-outstanding-requests routing over a model's READY replicas."""
+    """Least-outstanding-requests routing over a model's READY, live, non-draining replicas."""
 
-    def __init__(self, fetch: ReplicaFetcher, make_ref: RefMaker, ttl: float = 5.0):
+    def __init__(self, fetch: ReplicaFetcher, make_ref: RefMaker, ttl: float = 5.0,
+                 dead_ttl: float = 30.0):
         self._fetch = fetch
         self._make_ref = make_ref
         self._ttl = ttl
+        self._dead_ttl = dead_ttl
         self._entries: Dict[str, _Entry] = {}
         self._locks: Dict[str, asyncio.Lock] = {}
+        self._dead: Dict[Tuple[str, str], float] = {}
+        self._draining: Set[str] = set()
+        self._handles: Dict[Tuple[str, str], ReplicaHandle] = {}
 
     def forget(self, model_uid: str) -> None:
         self._entries.pop(model_uid, None)
+
+    def _usable(self, replica: Dict[str, Any]) -> bool:
+        if replica.get("status") != "READY" or not replica.get("address"):
+            return False
+        if replica["replica_uid"] in self._draining:
+            return False
+        since = self._dead.get((replica["replica_uid"], replica["address"]))
+        return since is None or time.monotonic() - since > self._dead_ttl
 
     async def _entry(self, model_uid: str) -> _Entry:
         entry = self._entries.get(model_uid)
@@ -60,21 +98,33 @@ class ReplicaRouter:
             if entry is not None and time.monotonic() - entry.fetched_at < self._ttl:
                 return entry
             info = await self._fetch(model_uid)
-            old = {h.replica_uid: h for h in (entry.replicas if entry else [])}
             handles = []
             for replica in info["replicas"]:
-                if replica["status"] != "READY" or not replica.get("address"):
+                if not self._usable(replica):
                     continue
-                handle = old.get(replica["replica_uid"])
-                if handle is None or handle.address != replica["address"]:
+                key = (replica["replica_uid"], replica["address"])
+                handle = self._handles.get(key)
+                if handle is None:
                     ref = await self._make_ref(replica["address"], replica["replica_uid"])
-                    handle = ReplicaHandle(replica["replica_uid"], replica["address"], ref)
+                    handle = self._handles[key] = ReplicaHandle(*key, ref)
                 handles.append(handle)
-            errors = [r["error"] for r in info["replicas"] if r.get("error")]
+            self._prune(model_uid, info["replicas"])
+            errors = [r["error"] for r in info["replicas"]
+                      if r.get("error") and r.get("status") != "READY"]
             entry = _Entry(info["model_type"], handles, status=info.get("status", "READY"),
                            errors=errors)
             self._entries[model_uid] = entry
             return entry
+
+    def _prune(self, model_uid: str, listed: List[Dict[str, Any]]) -> None:
+        """Drop handles and dead marks of this model's replicas the supervisor no longer lists."""
+        keys = {(r["replica_uid"], r.get("address")) for r in listed}
+        prefix = f"{model_uid}-"
+        for key in [k for k in self._handles if k[0].startswith(prefix) and k not in keys]:
+            if self._handles[key].outstanding == 0:
+                del self._handles[key]
+        for key in [k for k in self._dead if k[0].startswith(prefix) and k not in keys]:
+            del self._dead[key]
 
     async def replicas(self, model_uid: str) -> List[ReplicaHandle]:
         return list((await self._entry(model_uid)).replicas)
@@ -82,30 +132,67 @@ class ReplicaRouter:
     async def model_type(self, model_uid: str) -> str:
         return (await self._entry(model_uid)).model_type
 
-    async def pick(self, model_uid: str) -> ReplicaHandle:
-        """The least busy READY replica; ModelUnavailableError saying why there is none."""
+    async def pick(self, model_uid: str, exclude: Collection[Tuple[str, str]] = ()) -> ReplicaHandle:
+        """The least busy usable replica not in ``exclude``; ModelUnavailableError saying why none."""
         entry = await self._entry(model_uid)
-        if not entry.replicas:
+        candidates = [h for h in entry.replicas if h.key not in exclude and self._live(h)]
+        if not candidates and entry.replicas:
+            self.forget(model_uid)
+            entry = await self._entry(model_uid)
+            candidates = [h for h in entry.replicas if h.key not in exclude and self._live(h)]
+        if not candidates:
             self.forget(model_uid)
             if entry.status == "LAUNCHING":
                 raise ModelUnavailableError(f"Model {model_uid!r} is still loading; retry shortly")
-            reason = f": {entry.errors[0]}" if entry.errors else ""
+            if entry.errors:
+                reason = f": {entry.errors[0]}"
+            elif exclude or entry.status == "READY":
+                reason = (": its replicas' processes cannot be reached (a worker may be down; "
+                          "the supervisor re-launches lost replicas)")
+            else:
+                reason = ""
             raise ModelUnavailableError(f"Model {model_uid!r} has no working replica{reason}")
-        return min(entry.replicas, key=lambda h: h.outstanding)
+        return min(candidates, key=lambda h: h.outstanding)
+
+    def _live(self, handle: ReplicaHandle) -> bool:
+        return handle.replica_uid not in self._draining and handle.key not in self._dead
+
+    def mark_dead(self, model_uid: str, handle: ReplicaHandle) -> None:
+        """A call found the replica's process gone: route around it from now on."""
+        self._dead[handle.key] = time.monotonic()
+        self.forget(model_uid)
 
     @asynccontextmanager
-    async def use(self, model_uid: str):
+    async def use(self, model_uid: str, exclude: Collection[Tuple[str, str]] = ()):
         """Pick a replica and count the request as outstanding on it while inside."""
-        handle = await self.pick(model_uid)
+        handle = await self.pick(model_uid, exclude)
         handle.outstanding += 1
         try:
             yield handle
         except BaseException as exc:
-            if type(exc).__name__ in ("ServerClosed", "ConnectionRefusedError", "ActorNotExist"):
-                self.forget(model_uid)
+            if replica_gone(exc):
+                self.mark_dead(model_uid, handle)
             raise
         finally:
             handle.outstanding -= 1
+
+    async def drain(self, model_uid: str, replica_uid: str, timeout: float) -> int:
+        """Send nothing new to ``replica_uid``; wait (up to ``timeout``) for its requests to end.
+
+        Returns how many requests were still running at the timeout (0 when drained).
+        """
+        self._draining.add(replica_uid)
+        self.forget(model_uid)
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = sum(h.outstanding for h in self._handles.values() if h.replica_uid == replica_uid)
+            if busy == 0 or time.monotonic() >= deadline:
+                return busy
+            await asyncio.sleep(0.05)
+
+    def drained(self, replica_uid: str) -> None:
+        """The replica is gone for good: forget that it was draining."""
+        self._draining.discard(replica_uid)
 
     def outstanding(self, model_uid: str) -> Optional[int]:
         entry = self._entries.get(model_uid)

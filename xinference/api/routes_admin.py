@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
+from ..errors import ModelNotFoundError
 from .gateway import Gateway
 from .schemas import LaunchModelRequest
 
@@ -118,3 +119,39 @@ async def address(request: Request):
 @router.get("/v1/supervisor")
 async def supervisor_info(request: Request):
     return {"address": _gateway(request).supervisor_address, "version": __version__}
+
+
+# --- cluster: replicas of a running model, workers, stopping -----------------------------------
+
+@router.post("/v1/models/{model_uid}/replicas")
+async def add_model_replicas(model_uid: str, request: Request,
+                             body: Optional[Dict[str, Any]] = Body(default=None),
+                             wait_ready: bool = True):
+    count = (body or {}).get("replica", 1)
+    replicas = await (await _supervisor(request)).add_replicas(model_uid, count, wait_ready)
+    _gateway(request).router.forget(model_uid)
+    return {"model_uid": model_uid, "replicas": replicas}
+
+
+@router.delete("/v1/models/{model_uid}/replicas/{replica_id}")
+async def remove_model_replica(model_uid: str, replica_id: int, request: Request,
+                               drain_timeout: float = 30.0):
+    gateway = _gateway(request)
+    supervisor = await _supervisor(request)
+    listed = (await supervisor.get_replicas(model_uid))["replicas"]
+    if replica_id not in [r["replica_id"] for r in listed]:
+        raise ModelNotFoundError(f"model {model_uid!r} has no replica {replica_id}; its replicas "
+                                 f"are {[r['replica_id'] for r in listed]}", param="replica_id")
+    replica_uid = f"{model_uid}-{replica_id}"
+    try:
+        busy = await gateway.drain(model_uid, replica_uid, drain_timeout)
+        result = await supervisor.remove_replica(model_uid, replica_id)
+    finally:
+        gateway.router.drained(replica_uid)
+        gateway.router.forget(model_uid)
+    return {**result, "drained": busy == 0}
+
+
+@router.post("/v1/clusters/stop")
+async def stop_cluster(request: Request):
+    return await (await _supervisor(request)).stop_cluster()

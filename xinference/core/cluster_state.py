@@ -205,7 +205,11 @@ class ReplicaTable:
         if state not in TRANSITIONS[record.state]:
             raise InvalidTransitionError(
                 f"replica {record.replica_uid} cannot go from {record.state.value} to {state.value}")
-        record.state, record.updated_at, record.error = state, time.time(), error or record.error
+        if state is ReplicaState.READY:
+            error = None
+        else:
+            error = error or record.error
+        record.state, record.updated_at, record.error = state, time.time(), error
         return record
 
     def remove(self, model_uid: str, index: int) -> None:

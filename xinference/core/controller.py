@@ -322,12 +322,12 @@ class ClusterController:
 
     async def check(self) -> Tuple[List[str], RecoveryPlan]:
         """One round of the monitor: lose silent workers, re-place and start what is missing."""
-        lost, plan = self.state.tick()
+        lost = self.state.workers.check()
         for address in lost:
-            gone = [r.replica_uid for r in self.state.replicas.records()
-                    if r.worker_address == address and r.state is S.LOST]
+            gone = [r.replica_uid for r in self.state.replicas.mark_worker_lost(address)]
             logger.warning("Worker %s sent no heartbeat for %.1f s: marked lost (replicas: %s)",
                            address, self.state.workers.lost_timeout, ", ".join(gone) or "none")
+        plan = self.state.recover()
         for uid, index, reason in plan.unplaced:
             record = self.state.replicas.get(uid, index)
             if record is not None:

@@ -155,9 +155,6 @@ class SupervisorActor(xo.StatelessActor):
         remaining = await self._controller.remove_replica(model_uid, int(replica_id))
         return {"model_uid": model_uid, "remaining_replicas": remaining}
 
-    async def report_replica_unreachable(self, model_uid: str, replica_uid: str) -> None:
-        logger.info("The gateway could not reach %s of %s", replica_uid, model_uid)
-
     async def terminate_model(self, model_uid: str) -> None:
         await self._controller.terminate_model(model_uid)
 

@@ -23,7 +23,11 @@ DEFAULT_ENGINE = "llama.cpp"
 
 
 async def start_cluster(log_file: str, log_level: str):
-    """Start the main pool with a supervisor and a worker in it; returns (pool, supervisor ref)."""
+    """Start the main pool with a supervisor and a worker in it; returns (pool, supervisor ref).
+
+    The worker registers and heartbeats like a remote one, in-process; this
+    returns once it is registered, so a launch right away finds it.
+    """
     import xoscar as xo
 
     from ..core import pool as pool_hooks
@@ -38,7 +42,12 @@ async def start_cluster(log_file: str, log_level: str):
                                        uid=SupervisorActor.default_uid())
     await xo.create_actor(WorkerActor, address, log_file, log_level, address=address,
                           uid=WorkerActor.default_uid())
-    await supervisor.add_worker(address)
+    for _ in range(200):
+        if any(w["address"] == address for w in await supervisor.list_workers()):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError("the local worker did not register with the supervisor")
     return pool, supervisor
 
 

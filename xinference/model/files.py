@@ -1,8 +1,9 @@
 """Where a model's files are on this machine.
 
-Resolution order for a spec: an explicit ``model_path``; the offline package
-that ships the weights (``offline_package`` in the family JSON, found without
-importing the package); the cache under ``XINFERENCE_HOME``. Downloading from a
+Resolution order for a spec: an explicit ``model_path``; a custom spec's own
+``model_uri`` (a local file, or the folder holding ``model_file_name_template``);
+the offline package that ships the weights (``offline_package`` in the family
+JSON, found without importing the package); the cache under ``XINFERENCE_HOME``. Downloading from a
 hub is the job of ``xinference.model.download`` and happens before this.
 """
 
@@ -40,6 +41,25 @@ def cache_path(cache_root: Path, family: ModelFamily, spec: ModelSpec,
     return cache_root / family.model_type.lower() / name
 
 
+def local_uri_path(uri: str) -> Path:
+    """The path of a ``model_uri``: a plain path or a ``file://`` URI (``~`` expanded)."""
+    return Path(uri[len("file://"):] if uri.startswith("file://") else uri).expanduser()
+
+
+def spec_uri_path(family: ModelFamily, spec: ModelSpec, quantization: Optional[str]) -> str:
+    """The file or folder a spec's ``model_uri`` points at; a clear error when it is missing."""
+    path = local_uri_path(spec.model_uri)
+    file_name = spec.file_name(quantization)
+    if file_name and path.is_dir():
+        path = path / file_name
+    if not path.exists():
+        raise ModelLaunchError(
+            f"The files of {family.model_name} are not on this worker: model_uri "
+            f"{spec.model_uri!r} points at {str(path)!r}, which does not exist",
+            param="model_uri")
+    return str(path)
+
+
 def resolve_model_path(family: ModelFamily, spec: ModelSpec, quantization: Optional[str],
                        cache_root: Path, model_path: Optional[str] = None) -> str:
     """The file (GGUF) or folder (everything else) the engine should load."""
@@ -48,6 +68,8 @@ def resolve_model_path(family: ModelFamily, spec: ModelSpec, quantization: Optio
             raise ModelLaunchError(f"model_path {model_path!r} does not exist on this worker",
                                    param="model_path")
         return model_path
+    if spec.model_uri:
+        return spec_uri_path(family, spec, quantization)
     candidates = []
     if spec.offline_package:
         root = offline_package_path(spec.offline_package)

@@ -44,6 +44,7 @@ class ModelSpec:
     model_file_name_template: Optional[str] = None
     offline_package: Optional[str] = None
     model_hub: str = "huggingface"
+    model_uri: Optional[str] = None  # custom models: a local file or folder (``file://`` allowed)
 
     def file_name(self, quantization: Optional[str]) -> Optional[str]:
         if not self.model_file_name_template:
@@ -113,6 +114,8 @@ def _spec_from_dict(data: Dict[str, Any]) -> ModelSpec:
     data = dict(data)
     if "quantization" in data and "quantizations" not in data:
         data["quantizations"] = [data.pop("quantization")]
+    if data.get("model_path") and not data.get("model_uri"):
+        data["model_uri"] = data["model_path"]
     size = data.get("model_size_in_billions")
     data["model_size_in_billions"] = None if size is None else str(size)
     known = set(ModelSpec.__dataclass_fields__)
@@ -127,10 +130,16 @@ def _same_size(spec_size: Optional[str], wanted: Any) -> bool:
 
 
 class ModelRegistry:
-    """Built-in families (from ``families/``) plus user registrations, looked up by type and name."""
+    """Built-in families (from ``families/``) plus user registrations, looked up by type and name.
 
-    def __init__(self, families_dir: Path = FAMILIES_DIR):
+    ``registrations_dir``: where persisted custom registrations live
+    (``<dir>/<type>/<name>.json``); they are read with the built-ins, on first lookup.
+    """
+
+    def __init__(self, families_dir: Path = FAMILIES_DIR,
+                 registrations_dir: Optional[Path] = None):
         self._families_dir = families_dir
+        self.registrations_dir = registrations_dir
         self._lock = threading.Lock()
         self._families: Optional[Dict[str, Dict[str, ModelFamily]]] = None
 
@@ -145,6 +154,11 @@ class ModelRegistry:
                         if family.chat_template is None and template.exists():
                             family.chat_template = template.read_text()
                         families[model_type][family.model_name] = family
+                if self.registrations_dir is not None:
+                    from .custom import read_persisted
+
+                    for family in read_persisted(self.registrations_dir):
+                        families[family.model_type].setdefault(family.model_name, family)
                 self._families = families
             return self._families
 
@@ -187,7 +201,8 @@ class ModelRegistry:
     def unregister(self, model_type: str, model_name: str) -> None:
         family = self.get(model_type, model_name)
         if family.built_in:
-            raise InvalidRequestError(f"{model_name!r} is built in and cannot be unregistered")
+            raise InvalidRequestError(f"{model_name!r} is built in and cannot be unregistered",
+                                      param="model_name")
         del self._load()[family.model_type][family.model_name]
 
 
@@ -198,5 +213,7 @@ def get_registry() -> ModelRegistry:
     """The process-wide registry of model families."""
     global _default
     if _default is None:
-        _default = ModelRegistry()
+        from ..settings import get_settings
+
+        _default = ModelRegistry(registrations_dir=get_settings().registrations_dir)
     return _default

@@ -37,20 +37,57 @@ class EngineEntry:
 
 _PKG = "xinference.model.engines"
 
+# Families vLLM runs: the architectures of vLLM's supported-models list (as written in our
+# family files' ``model_family``), then Xinference's family names (what custom registrations
+# put in ``model_family``). Lower case: matching lower-cases the family.
+_VLLM_FAMILIES = (
+    "llama", "llama4", "mistral", "mixtral", "qwen", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+    "gemma", "gemma2", "gemma3", "phi", "phi3", "phimoe", "deepseek", "deepseek_v2",
+    "deepseek_v3", "baichuan", "chatglm", "glm", "glm4", "glm4_moe", "internlm2", "internlm3",
+    "yi", "falcon", "gpt2", "gpt_neox", "gptj", "gpt_bigcode", "opt", "bloom", "mpt",
+    "starcoder2", "minicpm", "minicpm3", "cohere", "cohere2", "dbrx", "jamba", "olmo", "olmo2",
+    "granite", "exaone", "orion", "stablelm", "nemotron", "xverse", "aquila",
+    "llama-2-chat", "llama-3-instruct", "llama-3.1-instruct", "llama-3.2-instruct",
+    "llama-3.3-instruct", "code-llama-instruct", "baichuan-2-chat", "internlm2-chat",
+    "internlm2.5-chat", "qwen-chat", "qwen1.5-chat", "qwen2-instruct", "qwen2.5-instruct",
+    "qwen2.5-coder-instruct", "qwq-32b", "yi-chat", "yi-1.5-chat", "yi-coder-chat",
+    "mistral-instruct-v0.1", "mistral-instruct-v0.2", "mistral-instruct-v0.3",
+    "mixtral-instruct-v0.1", "mixtral-8x22b-instruct-v0.1", "chatglm3", "glm4-chat",
+    "codegeex4", "deepseek-chat", "deepseek-coder-instruct", "deepseek-v3", "deepseek-r1",
+    "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama", "gemma-it", "gemma-2-it",
+    "gemma-3-1b-it", "gemma-3-it", "phi-3-mini-4k-instruct", "phi-3-mini-128k-instruct",
+    "orion-chat", "minicpm3-4b",
+)
+# SGLang's supported-models list, same conventions.
+_SGLANG_FAMILIES = (
+    "llama", "llama4", "mistral", "mixtral", "qwen", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+    "gemma", "gemma2", "gemma3", "phi3", "deepseek", "deepseek_v2", "deepseek_v3", "baichuan",
+    "chatglm", "glm4", "glm4_moe", "internlm2", "yi", "minicpm", "minicpm3", "olmo", "olmo2",
+    "granite", "exaone", "cohere", "dbrx", "grok", "stablelm", "xverse",
+    "llama-2-chat", "llama-3-instruct", "llama-3.1-instruct", "llama-3.2-instruct",
+    "llama-3.3-instruct", "qwen1.5-chat", "qwen2-instruct", "qwen2.5-instruct",
+    "qwen2.5-coder-instruct", "qwq-32b", "mistral-instruct-v0.3", "mixtral-instruct-v0.1",
+    "deepseek-v3", "deepseek-r1", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama",
+    "gemma-2-it", "gemma-3-it", "glm4-chat", "internlm2.5-chat", "yi-1.5-chat",
+)
+
 # Order is preference: the first engine that can run a spec is chosen when none is asked for.
 ENGINES: Tuple[EngineEntry, ...] = (
     EngineEntry("vLLM", f"{_PKG}.vllm_engine:VLLMEngine", ("LLM",), ("pytorch", "awq", "gptq"),
                 ("vllm",), "vllm",
                 quantizations={"pytorch": ("none",), "awq": ("Int4",), "gptq": ("Int3", "Int4", "Int8")},
-                platforms=("linux",), needs_cuda=True,
-                families=("llama", "qwen2", "qwen3", "mistral", "gemma", "phi3", "deepseek")),
+                platforms=("linux",), needs_cuda=True, families=_VLLM_FAMILIES),
     EngineEntry("SGLang", f"{_PKG}.sglang_engine:SGLangEngine", ("LLM",), ("pytorch", "awq", "gptq"),
-                ("sglang",), "sglang", platforms=("linux",), needs_cuda=True),
+                ("sglang",), "sglang",
+                quantizations={"pytorch": ("none",), "awq": ("Int4",), "gptq": ("Int4", "Int8")},
+                platforms=("linux",), needs_cuda=True, families=_SGLANG_FAMILIES),
     EngineEntry("llama.cpp", f"{_PKG}.llama_cpp:LlamaCppEngine", ("LLM",), ("ggufv2",),
                 ("xllamacpp",), "llama_cpp"),
     EngineEntry("Transformers", f"{_PKG}.transformers_llm:TransformersEngine", ("LLM",),
                 ("pytorch", "ggufv2"), ("torch", "transformers"), "transformers"),
-    EngineEntry("MLX", f"{_PKG}.mlx_engine:MLXEngine", ("LLM",), ("mlx",), ("mlx_lm", "mlx"), "mlx"),
+    # Apple silicon normally; Linux CPUs too with mlx[cpu] (what the mlx extra installs).
+    EngineEntry("MLX", f"{_PKG}.mlx_engine:MLXEngine", ("LLM",), ("mlx",), ("mlx_lm", "mlx"), "mlx",
+                platforms=("darwin", "linux")),
     EngineEntry("sentence_transformers", f"{_PKG}.st_embedding:SentenceTransformersEmbedding",
                 ("embedding",), ("pytorch",), ("torch", "sentence_transformers"), "embedding"),
     EngineEntry("sentence_transformers", f"{_PKG}.st_rerank:SentenceTransformersRerank",

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
 
 from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
-                      RequestAbortedError)
+                      RequestAbortedError, XinferenceError)
 from ...settings import get_settings
 from ..llm import protocol as P
 from ..llm.assembler import ChatDeltaAssembler
@@ -72,6 +72,12 @@ def _dtype(name: Optional[str], device: str):
                                param="dtype") from None
 
 
+def _domain_error(exc: BaseException) -> BaseException:
+    if isinstance(exc, XinferenceError):
+        return exc
+    return XinferenceError(f"Generation failed: {type(exc).__name__}: {exc}")
+
+
 def _post(loop: asyncio.AbstractEventLoop, queue: asyncio.Queue, index: int, out: Any) -> None:
     loop.call_soon_threadsafe(queue.put_nowait, (index, out))
 
@@ -101,14 +107,16 @@ class TransformersEngine(LLMEngine):
         torch.set_num_threads(self.n_threads)
         options = self.config.options
         device = options.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer, self.model = self._load_weights(device, _dtype(options.get("dtype"), device))
+        dtype = _dtype(options.get("dtype"), device)
+        self.tokenizer, self.model = self._load_weights(device, dtype)
         self.model.eval()
         self.chat_template = choose_chat_template(self.config.family, self.tokenizer.chat_template)
         if self.chat_template:
             try:
                 compile_template(self.chat_template)
             except Exception as exc:
-                raise ModelLaunchError(f"The model's chat template does not compile: {exc}") from None
+                raise ModelLaunchError(
+                    f"The model's chat template does not compile: {exc}") from None
         self._read_model_facts()
         vocab = max(len(self.tokenizer), getattr(self.model.config, "vocab_size", 0) or 0)
         self._grammar = JsonGrammar(self.tokenizer, vocab, self._stop_ids)
@@ -125,7 +133,8 @@ class TransformersEngine(LLMEngine):
 
         hf_logging.disable_progress_bar()
         path = self.config.model_path
-        kwargs: Dict[str, Any] = {"trust_remote_code": bool(self.config.options.get("trust_remote_code"))}
+        remote = bool(self.config.options.get("trust_remote_code"))
+        kwargs: Dict[str, Any] = {"trust_remote_code": remote}
         if os.path.isfile(path):
             if not path.lower().endswith(".gguf"):
                 raise ModelLaunchError(f"{path} is a file but not a GGUF file", param="model_path")
@@ -156,7 +165,8 @@ class TransformersEngine(LLMEngine):
             for key in ("temperature", "top_p", "top_k"):
                 if getattr(gen, key, None) is not None:
                     self._defaults[key] = getattr(gen, key)
-        self.context_length = (self.config.context_length or self.config.family.get("context_length")
+        self.context_length = (self.config.context_length
+                               or self.config.family.get("context_length")
                                or getattr(self.model.config, "max_position_embeddings", None))
 
     def close(self) -> None:
@@ -189,7 +199,8 @@ class TransformersEngine(LLMEngine):
 
     # ------------------------------------------------------------- preparing
     def _params(self, request: Dict[str, Any], kind: str) -> SamplingParams:
-        params = sampling_params_from_request(request, kind, self._defaults, get_settings().max_tokens)
+        cap = get_settings().max_tokens
+        params = sampling_params_from_request(request, kind, self._defaults, cap)
         if self._stop_strings:
             params = replace(params, stop=params.stop + self._stop_strings)
         return params
@@ -212,8 +223,11 @@ class TransformersEngine(LLMEngine):
         tools, choice = request.get("tools"), request.get("tool_choice")
         if not tools or choice == "none":
             return None
-        if not isinstance(tools, list):
-            raise InvalidRequestError("tools must be a list of function tools", param="tools")
+        if not isinstance(tools, list) or not all(
+                isinstance(t, dict) and isinstance(t.get("function"), dict)
+                and t["function"].get("name") for t in tools):
+            raise InvalidRequestError("tools must be a list of {type: function, function: {name, "
+                                      "parameters}} objects", param="tools")
         if isinstance(choice, dict):
             wanted = (choice.get("function") or {}).get("name")
             picked = [t for t in tools if (t.get("function") or {}).get("name") == wanted]
@@ -231,7 +245,11 @@ class TransformersEngine(LLMEngine):
         kwargs: Dict[str, Any] = {}
         if self.config.enable_thinking is not None:
             kwargs["enable_thinking"] = self.config.enable_thinking
-        kwargs.update(request.get("chat_template_kwargs") or {})
+        extra = request.get("chat_template_kwargs") or {}
+        if not isinstance(extra, dict):
+            raise InvalidRequestError("chat_template_kwargs must be an object",
+                                      param="chat_template_kwargs")
+        kwargs.update(extra)
         tok = self.tokenizer
         specials = {"bos_token": tok.bos_token or "", "eos_token": tok.eos_token or "",
                     "pad_token": tok.pad_token or "", "unk_token": tok.unk_token or ""}
@@ -269,9 +287,9 @@ class TransformersEngine(LLMEngine):
             for c in range(prep.params.n):
                 index = p * prep.params.n + c
                 constraint = self._grammar.matcher(prep.grammar) if prep.grammar else None
+                emit = partial(_post, loop, queue, index)
                 seqs.append(Sequence(prompt, prep.params.for_choice(c), budget, self._stop_ids,
-                                     self._decode, self._token_text, partial(_post, loop, queue, index),
-                                     constraint))
+                                     self._decode, self._token_text, emit, constraint))
         self._running[prep.request_id] = (seqs, queue)
         scheduler = self.scheduler
         try:
@@ -283,7 +301,7 @@ class TransformersEngine(LLMEngine):
                 if out is _ABORTED:
                     raise RequestAbortedError(f"Request {prep.request_id} was aborted")
                 if out.error is not None:
-                    raise out.error
+                    raise _domain_error(out.error)
                 remaining -= out.finish_reason is not None
                 yield index, out
         finally:
@@ -304,8 +322,8 @@ class TransformersEngine(LLMEngine):
 
     # ------------------------------------------------------------------ chat
     def _assemblers(self, prep: _Prepared) -> List[ChatDeltaAssembler]:
-        return [ChatDeltaAssembler(prep.reasoning, prep.in_reasoning, prep.tool_format, prep.tool_names)
-                for _ in range(prep.n_choices)]
+        return [ChatDeltaAssembler(prep.reasoning, prep.in_reasoning, prep.tool_format,
+                                   prep.tool_names) for _ in range(prep.n_choices)]
 
     async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
         prep = self._prepare_chat(request)
@@ -333,12 +351,13 @@ class TransformersEngine(LLMEngine):
         return self._chat_chunks(self._prepare_chat(request))
 
     async def _chat_chunks(self, prep: _Prepared) -> AsyncIterator[Dict[str, Any]]:
-        chunk = partial(P.chat_chunk, P.chat_id(prep.request_id), self.config.model_uid, prep.created,
-                        with_usage_field=prep.include_usage)
+        id_, uid = P.chat_id(prep.request_id), self.config.model_uid
+        chunk = partial(P.chat_chunk, id_, uid, prep.created, with_usage_field=prep.include_usage)
         assemblers = self._assemblers(prep)
         pending: List[list] = [[] for _ in assemblers]
-        lp = (lambda i: P.chat_logprobs(pending[i]) if pending[i] else None) if prep.params.logprobs \
-            else (lambda i: None)
+        def lp(i: int):
+            return P.chat_logprobs(pending[i]) if prep.params.logprobs and pending[i] else None
+
         for i in range(len(assemblers)):
             yield chunk(i, {"role": "assistant", "content": ""})
         tokens = 0
@@ -357,8 +376,7 @@ class TransformersEngine(LLMEngine):
                     reason = assemblers[index].finish_reason(out.finish_reason)
                     yield chunk(index, {}, finish_reason=reason, logprobs=lp(index))
         if prep.include_usage:
-            yield P.chat_usage_chunk(P.chat_id(prep.request_id), self.config.model_uid, prep.created,
-                                     P.usage(len(prep.prompts[0]), tokens))
+            yield P.chat_usage_chunk(id_, uid, prep.created, P.usage(len(prep.prompts[0]), tokens))
 
     # ----------------------------------------------------------- completions
     async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
@@ -396,7 +414,8 @@ class TransformersEngine(LLMEngine):
             for i in range(prep.n_choices):
                 head = texts[i // prep.params.n]
                 offsets[i] = len(head)
-                yield P.completion(id_, uid, [P.completion_choice(i, head, None)], None, prep.created)
+                choice = P.completion_choice(i, head, None)
+                yield P.completion(id_, uid, [choice], None, prep.created)
         tokens = 0
         async with contextlib.aclosing(self._generate(prep)) as events:
             async for index, out in events:
@@ -409,4 +428,5 @@ class TransformersEngine(LLMEngine):
                     yield P.completion(id_, uid, [choice], None, prep.created)
                 tokens += out.completion_tokens if out.finish_reason else 0
         if prep.include_usage:
-            yield P.completion(id_, uid, [], P.usage(sum(map(len, prep.prompts)), tokens), prep.created)
+            usage = P.usage(sum(map(len, prep.prompts)), tokens)
+            yield P.completion(id_, uid, [], usage, prep.created)

@@ -29,7 +29,8 @@ class ChatDeltaAssembler:
     def __init__(self, reasoning: Optional[Tuple[str, str]] = None, in_reasoning: bool = False,
                  tool_format: Optional[str] = None, tool_names: Optional[Iterable[str]] = None,
                  argument_piece: int = 16):
-        self._reasoning = ReasoningParser(*reasoning, in_reasoning=in_reasoning) if reasoning else None
+        self._reasoning = (ReasoningParser(*reasoning, in_reasoning=in_reasoning)
+                           if reasoning else None)
         self._tools = ToolCallParser(tool_format, tool_names) if tool_format else None
         self._piece = argument_piece
         self._spaces = ""
@@ -68,7 +69,8 @@ class ChatDeltaAssembler:
         content: Optional[str] = "".join(self._content)
         if self.tool_calls:
             content = content.strip() or None
-        reasoning = "".join(self._thoughts) if self._reasoning and self._reasoning.saw_reasoning else None
+        saw = self._reasoning is not None and self._reasoning.saw_reasoning
+        reasoning = "".join(self._thoughts) if saw else None
         calls = [c.to_openai() for c in self.tool_calls] or None
         return chat_message(content, reasoning, calls, with_reasoning=self.with_reasoning)
 
@@ -91,7 +93,8 @@ class ChatDeltaAssembler:
                 self._spaces = ""
                 index = len(self.tool_calls)
                 self.tool_calls.append(value)
-                out += [{"tool_calls": [d]} for d in tool_call_delta_chunks(index, value, self._piece)]
+                deltas = tool_call_delta_chunks(index, value, self._piece)
+                out += [{"tool_calls": [d]} for d in deltas]
             elif not value.strip():
                 self._spaces += value
             else:

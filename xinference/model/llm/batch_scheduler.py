@@ -42,6 +42,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 import torch
 
+from ...errors import ModelUnavailableError
 from .detokenize import IncrementalDetokenizer
 from .params import SamplingParams
 from .protocol import TokenLogprob
@@ -158,7 +159,7 @@ class BatchScheduler:
     def submit(self, seq: Sequence) -> None:
         with self._cond:
             if self._closed:
-                raise RuntimeError("the model is stopping")
+                raise ModelUnavailableError("The model is stopping")
             self._waiting.append(seq)
             self._cond.notify()
 
@@ -181,7 +182,7 @@ class BatchScheduler:
             self._cond.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        error = RuntimeError("the model was stopped")
+        error = ModelUnavailableError("The model was stopped")
         for seq in list(self._waiting) + self._rows:
             if not seq.done:
                 seq.fail(error)
@@ -278,8 +279,10 @@ class BatchScheduler:
             parts = [c.layers[i] for c in caches]
             if not all(p.is_initialized for p in parts):
                 continue
-            layer.keys = torch.cat([_left_pad(p.keys, width - p.keys.shape[2], 2) for p in parts])
-            layer.values = torch.cat([_left_pad(p.values, width - p.values.shape[2], 2) for p in parts])
+            layer.keys = torch.cat([_left_pad(p.keys, width - p.keys.shape[2], 2)
+                                    for p in parts])
+            layer.values = torch.cat([_left_pad(p.values, width - p.values.shape[2], 2)
+                                      for p in parts])
         self._mask = torch.cat([_left_pad(m, width - m.shape[1], 1) for m in masks])
         self._cache = merged
         self._rows.extend(s for s, _ in joined)

@@ -137,7 +137,8 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]],
             raise InvalidRequestError(f"chat_template_kwargs cannot set {key!r}",
                                       param="chat_template_kwargs")
         variables[key] = value
-    variables.update(messages=normalize_messages(list(messages)), tools=list(tools) if tools else None,
+    variables.update(messages=normalize_messages(list(messages)),
+                     tools=list(tools) if tools else None,
                      add_generation_prompt=add_generation_prompt)
     try:
         compiled = compile_template(template)
@@ -150,8 +151,9 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]],
                                   param="messages") from None
 
 
-def choose_chat_template(family: Mapping[str, Any], tokenizer_template: Optional[str]) -> Optional[str]:
-    """The family's template if it has one, else the tokenizer's (None: the model has no chat template)."""
+def choose_chat_template(family: Mapping[str, Any],
+                         tokenizer_template: Optional[str]) -> Optional[str]:
+    """The family's template if it has one, else the tokenizer's (None: no chat template)."""
     template = family.get("chat_template")
     if isinstance(template, str) and template.strip():
         return template

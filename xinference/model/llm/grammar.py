@@ -34,8 +34,9 @@ def response_format_schema(response_format: Any) -> Optional[dict]:
         spec = response_format.get("json_schema")
         schema = spec.get("schema") if isinstance(spec, Mapping) else None
         if not isinstance(schema, Mapping):
-            raise InvalidRequestError("response_format.json_schema.schema must be a JSON schema object",
-                                      param="response_format")
+            raise InvalidRequestError(
+                "response_format.json_schema.schema must be a JSON schema object",
+                param="response_format")
         return dict(schema)
     raise InvalidRequestError("response_format.type must be text, json_object or json_schema",
                               param="response_format")

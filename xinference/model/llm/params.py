@@ -48,7 +48,8 @@ class SamplingParams:
 
     @property
     def needs_penalties(self) -> bool:
-        return bool(self.presence_penalty or self.frequency_penalty or self.repetition_penalty != 1.0)
+        return bool(self.presence_penalty or self.frequency_penalty
+                    or self.repetition_penalty != 1.0)
 
     def for_choice(self, index: int) -> "SamplingParams":
         """The params of choice ``index`` of ``n``: seeded choices get ``seed + index``."""
@@ -67,8 +68,9 @@ class SamplingParams:
             room = context_length - prompt_tokens
             if room <= 0:
                 raise InvalidRequestError(
-                    f"The prompt is {prompt_tokens} tokens long, which fills the model's context of "
-                    f"{context_length} tokens; shorten the messages or the prompt", param="messages")
+                    f"The prompt is {prompt_tokens} tokens long, which fills the model's "
+                    f"context of {context_length} tokens; shorten the messages or the prompt",
+                    param="messages")
             limits.append(room)
         return max(1, min(limits)) if limits else 1 << 30
 
@@ -86,7 +88,8 @@ def _number(request: Mapping[str, Any], name: str, lo: float, hi: float,
     return float(value)
 
 
-def _integer(request: Mapping[str, Any], name: str, lo: int, hi: Optional[int] = None) -> Optional[int]:
+def _integer(request: Mapping[str, Any], name: str, lo: int,
+             hi: Optional[int] = None) -> Optional[int]:
     value = request.get(name)
     if value is None:
         return None
@@ -119,8 +122,9 @@ def _logit_bias(value: Any) -> Dict[int, float]:
         try:
             token, bias = int(key), float(bias)
         except (TypeError, ValueError):
-            raise InvalidRequestError(f"logit_bias entry {key!r}: {bias!r} is not token id -> number",
-                                      param="logit_bias") from None
+            raise InvalidRequestError(
+                f"logit_bias entry {key!r}: {bias!r} is not token id -> number",
+                param="logit_bias") from None
         if not -100 <= bias <= 100:
             raise InvalidRequestError("logit_bias values must be between -100 and 100",
                                       param="logit_bias")
@@ -145,7 +149,7 @@ def _logprobs(request: Mapping[str, Any], kind: str) -> tuple:
 def sampling_params_from_request(request: Mapping[str, Any], kind: str = "chat",
                                  defaults: Optional[Mapping[str, Any]] = None,
                                  max_tokens_cap: Optional[int] = None) -> SamplingParams:
-    """Translate an OpenAI chat (``kind="chat"``) or completion request into :class:`SamplingParams`.
+    """Translate an OpenAI chat (``kind="chat"``) or completion request to :class:`SamplingParams`.
 
     ``defaults`` holds the model's own recommended ``temperature``/``top_p``/``top_k``
     (e.g. from its generation config), used when the request leaves them out.
@@ -183,5 +187,6 @@ def _token_ids(value: Any) -> List[int]:
         return []
     if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise InvalidRequestError("stop_token_ids must be a list of token ids", param="stop_token_ids")
+        raise InvalidRequestError("stop_token_ids must be a list of token ids",
+                                  param="stop_token_ids")
     return list(value)

@@ -52,7 +52,8 @@ def _bytes(text: str) -> List[int]:
 def chat_logprobs(entries: Sequence[TokenLogprob]) -> Dict[str, Any]:
     """``choice.logprobs`` of a chat completion (or of one chunk)."""
     content = [{"token": e.token, "logprob": e.logprob, "bytes": _bytes(e.token),
-                "top_logprobs": [{"token": t, "logprob": lp, "bytes": _bytes(t)} for t, lp in e.top]}
+                "top_logprobs": [{"token": t, "logprob": lp, "bytes": _bytes(t)}
+                                 for t, lp in e.top]}
                for e in entries]
     return {"content": content, "refusal": None}
 

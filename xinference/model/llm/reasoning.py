@@ -122,8 +122,9 @@ def split_reasoning(text: str, start_tag: str = DEFAULT_START_TAG, end_tag: str 
     return (reasoning if parser.saw_reasoning else None), c1 + c2
 
 
-def reasoning_tags(family: Mapping[str, Any], chat_template: Optional[str]) -> Optional[Tuple[str, str]]:
-    """The reasoning tags of a model: the family's, else ``<think>``/``</think>`` when the template uses them."""
+def reasoning_tags(family: Mapping[str, Any],
+                   chat_template: Optional[str]) -> Optional[Tuple[str, str]]:
+    """A model's reasoning tags: the family's, else <think>/</think> if its template has them."""
     start = family.get("reasoning_start_tag")
     end = family.get("reasoning_end_tag")
     if start and end:

@@ -49,9 +49,10 @@ def _adjust(logits: torch.Tensor, row: SampledRow) -> torch.Tensor:
         vals = torch.tensor([params.logit_bias[t] for t in ids.tolist()], dtype=logits.dtype)
         logits.index_add_(0, ids, vals)
     if row.generated and (params.presence_penalty or params.frequency_penalty):
-        counts = torch.bincount(torch.tensor(row.generated, dtype=torch.long), minlength=vocab)[:vocab]
-        counts = counts.to(logits.dtype)
-        logits -= params.frequency_penalty * counts + params.presence_penalty * (counts > 0).to(logits.dtype)
+        generated = torch.tensor(row.generated, dtype=torch.long)
+        counts = torch.bincount(generated, minlength=vocab)[:vocab].to(logits.dtype)
+        present = (counts > 0).to(logits.dtype)
+        logits -= params.frequency_penalty * counts + params.presence_penalty * present
     if params.repetition_penalty != 1.0:
         seen = torch.tensor(sorted(set(row.prompt_ids) | set(row.generated)), dtype=torch.long)
         seen = seen[seen < vocab]
@@ -95,8 +96,9 @@ def _logprob(logits: torch.Tensor, token: int, top: int) -> RowLogprob:
     return float(logp[token]), alternatives
 
 
-def sample_rows(logits: torch.Tensor, rows: Sequence[SampledRow]) -> Tuple[List[int], List[Optional[RowLogprob]]]:
-    """Next token of every row of ``logits`` (shape ``[rows, vocab]``), plus logprobs where asked."""
+def sample_rows(logits: torch.Tensor,
+                rows: Sequence[SampledRow]) -> Tuple[List[int], List[Optional[RowLogprob]]]:
+    """Next token of every row of ``logits`` (shape ``[rows, vocab]``), and logprobs if asked."""
     logits = logits.detach().to("cpu", torch.float32)
     plain = all(r.params.greedy and not r.params.logprobs and not r.params.logit_bias
                 and not r.params.needs_penalties and getattr(r, "constraint", None) is None
@@ -112,5 +114,6 @@ def sample_rows(logits: torch.Tensor, rows: Sequence[SampledRow]) -> Tuple[List[
             adjusted = _constrain(adjusted, row.constraint)
         token = int(adjusted.argmax()) if params.greedy else _draw(adjusted, params, row.generator)
         tokens.append(token)
-        logprobs.append(_logprob(logits[i], token, params.top_logprobs) if params.logprobs else None)
+        wanted = params.logprobs
+        logprobs.append(_logprob(logits[i], token, params.top_logprobs) if wanted else None)
     return tokens, logprobs

@@ -1,0 +1,53 @@
+"""response_format -> JSON schema -> llguidance matcher, on the tiny tokenizer."""
+
+import json
+
+import pytest
+import tiny_models as tm
+
+from xinference.errors import InvalidRequestError
+from xinference.model.llm.grammar import JsonGrammar, response_format_schema
+
+
+def test_response_format_shapes():
+    assert response_format_schema(None) is None
+    assert response_format_schema({"type": "text"}) is None
+    assert response_format_schema({"type": "json_object"}) == {"type": "object"}
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
+    assert response_format_schema({"type": "json_schema",
+                                   "json_schema": {"name": "x", "schema": schema}}) == schema
+    for bad in ({"type": "yaml"}, {"type": "json_schema"}, {"type": "json_schema", "json_schema": {}}, "json"):
+        with pytest.raises(InvalidRequestError) as info:
+            response_format_schema(bad)
+        assert info.value.param == "response_format"
+
+
+@pytest.fixture(scope="module")
+def grammar():
+    tok = tm.build_tokenizer()
+    return tok, JsonGrammar(tok, len(tok), [tok.eos_token_id])
+
+
+def test_bad_schema_is_a_400(grammar):
+    _, g = grammar
+    with pytest.raises(InvalidRequestError, match="strnig") as info:
+        g.compile({"type": "object", "properties": {"a": {"type": "strnig"}}})
+    assert info.value.param == "response_format"
+
+
+def test_matcher_accepts_only_schema_text(grammar):
+    tok, g = grammar
+    compiled = g.compile({"type": "object", "properties": {"city": {"enum": ["Paris", "Rome"]}},
+                          "required": ["city"], "additionalProperties": False})
+    good = tok('{"city": "Rome"}', add_special_tokens=False)["input_ids"]
+    matcher = g.matcher(compiled)
+    assert all(matcher.consume_token(t) for t in good) and matcher.is_accepting()
+    allowed = g.allowed(matcher)
+    assert allowed[tok.eos_token_id] and sum(1 for b in allowed if b) == 1
+    bad = g.matcher(compiled)
+    assert not all(bad.consume_token(t) for t in tok('{"city": "Oslo"}', add_special_tokens=False)["input_ids"])
+    first = [i for i, b in enumerate(g.allowed(g.matcher(compiled))) if b]
+    texts = [tok.decode([i]) for i in first]
+    assert texts and all('{"city": "Paris"}'.startswith(t) or '{"city": "Rome"}'.startswith(t)
+                         for t in texts), texts
+    assert json.loads(tok.decode(good)) == {"city": "Rome"}

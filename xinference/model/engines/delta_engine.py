@@ -1,0 +1,465 @@
+"""The OpenAI layer shared by engines whose backend streams text per choice: vLLM, SGLang, MLX.
+
+A subclass loads its backend (and calls :meth:`DeltaEngine._setup_text` with the
+model's Hugging Face tokenizer), then implements :meth:`DeltaEngine._streams`: for a
+validated :class:`Job` it returns async iterators of :class:`Delta` (new text,
+its token logprobs and, once per choice, the finish reason). Stop strings are the
+backend's job (``job.params.stop``), as is the token budget (``job.budgets``).
+
+This class renders chat prompts, parses reasoning and tool calls and builds the
+OpenAI responses and chunks with the engine-independent pieces of
+:mod:`xinference.model.llm`, so every engine answers alike. Backend streams run
+in tasks that feed one queue; closing a response stream or :meth:`abort`
+cancels those tasks and calls :meth:`DeltaEngine._stop`, which tells the backend
+to drop the request.
+
+:func:`coerce_options` turns launch options (strings from the CLI) into typed
+keyword arguments for a backend's argument dataclass, naming unknown options.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import re
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Set, Tuple
+
+from ...errors import InvalidRequestError, ModelLaunchError, ModelUnavailableError, RequestAbortedError
+from ...settings import get_settings
+from ..llm import protocol as P
+from ..llm.assembler import ChatDeltaAssembler
+from ..llm.chat_template import choose_chat_template, compile_template, render_chat_template
+from ..llm.grammar import response_format_schema
+from ..llm.params import SamplingParams, sampling_params_from_request
+from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
+from ..llm.tool_calls import FORMATS, tool_names
+from .base import LLMEngine
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_END = object()
+_ABORTED = object()
+
+
+@dataclass
+class Delta:
+    """What one choice produced since its last delta (``completion_tokens``: its total so far)."""
+
+    index: int
+    text: str = ""
+    logprobs: List[P.TokenLogprob] = field(default_factory=list)
+    finish_reason: Optional[str] = None
+    completion_tokens: int = 0
+
+
+@dataclass
+class Job:
+    """A validated request: token prompts, sampling, budgets and how to present the output."""
+
+    request_id: str
+    prompts: List[List[int]]
+    params: SamplingParams
+    budgets: List[int]
+    created: int
+    schema: Optional[dict] = None
+    texts: List[str] = field(default_factory=list)
+    include_usage: bool = False
+    reasoning: Optional[Tuple[str, str]] = None
+    in_reasoning: bool = False
+    tool_format: Optional[str] = None
+    tool_names: Optional[Set[str]] = None
+    backend_ids: List[str] = field(default_factory=list)
+    backend: Any = None
+
+    @property
+    def n_choices(self) -> int:
+        return len(self.prompts) * self.params.n
+
+
+# --------------------------------------------------------------------------- launch options
+def dataclass_fields(cls: Any) -> Dict[str, Tuple[str, Any]]:
+    """``{name: (annotation text, default)}`` of a dataclass (``None`` default when required)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out[f.name] = (str(f.type), default)
+    return out
+
+
+def _convert(raw: str, kind: Any) -> Any:
+    if kind is bool:
+        text = raw.strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ValueError(raw)
+    if kind == "json":
+        return json.loads(raw)
+    return kind(raw.strip()) if kind in (int, float) else raw
+
+
+def coerce_value(raw: Any, annotation: str, default: Any) -> Any:
+    """``raw`` converted to the type a field's annotation or default asks for.
+
+    Non-string values pass as they are; strings are read as bool, int, float,
+    JSON (dicts and lists) or kept as text, in the order the annotation allows.
+    """
+    if not isinstance(raw, str):
+        return raw
+    words = set(re.findall(r"[a-z_]+", annotation.lower()))
+    if raw.strip().lower() in ("none", "null") and (default is None or words & {"none", "optional"}):
+        return None
+    kinds: List[Any] = []
+    if isinstance(default, bool) or "bool" in words:
+        kinds.append(bool)
+    if (isinstance(default, int) and not isinstance(default, bool)) or "int" in words:
+        kinds.append(int)
+    if isinstance(default, float) or "float" in words:
+        kinds.append(float)
+    if isinstance(default, (dict, list)) or words & {"dict", "list", "tuple", "set", "mapping"}:
+        kinds.append("json")
+    if not kinds or words & {"str", "literal", "any", "path"}:
+        kinds.append(str)
+    for kind in kinds:
+        try:
+            return _convert(raw, kind)
+        except ValueError:
+            continue
+    names = " or ".join(k if isinstance(k, str) else k.__name__ for k in kinds)
+    raise ValueError(f"expected {names}, got {raw!r}")
+
+
+def coerce_options(options: Mapping[str, Any], fields: Mapping[str, Tuple[str, Any]], engine: str,
+                   target: str, managed: Iterable[str] = ()) -> Dict[str, Any]:
+    """Launch ``options`` as typed keyword arguments for ``target`` (whose fields are ``fields``).
+
+    ``-`` in names becomes ``_``. An unknown name, a name in ``managed`` (set by
+    xinference) or a value of the wrong type raises :class:`InvalidRequestError`
+    naming the option.
+    """
+    out: Dict[str, Any] = {}
+    for key, raw in (options or {}).items():
+        name = str(key).replace("-", "_")
+        if name in managed:
+            raise InvalidRequestError(f"{engine} option {key!r} is set by xinference and cannot be "
+                                      "changed", param=str(key))
+        if name not in fields:
+            raise InvalidRequestError(
+                f"Unknown {engine} option {key!r}: it is not a field of {target}", param=str(key))
+        annotation, default = fields[name]
+        try:
+            out[name] = coerce_value(raw, annotation, default)
+        except ValueError as exc:
+            raise InvalidRequestError(f"Bad value for {engine} option {key!r}: {exc}",
+                                      param=str(key)) from None
+    return out
+
+
+def gpu_count(config: Any) -> int:
+    """How many GPUs the replica was given (``gpu_idx`` or an integer ``n_gpu``), at least 1."""
+    if config.gpu_idx:
+        return len(config.gpu_idx)
+    try:
+        return max(1, int(config.n_gpu))
+    except (TypeError, ValueError):
+        return 1
+
+
+# --------------------------------------------------------------------------- the engine
+class DeltaEngine(LLMEngine):
+    """Chat and completions over a backend that streams :class:`Delta` objects."""
+
+    engine_name = ""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.tokenizer: Any = None
+        self.chat_template: Optional[str] = None
+        self.context_length: Optional[int] = None
+        self.stop_ids: Set[int] = set()
+        self.stop_strings: List[str] = []
+        self.defaults: Dict[str, Any] = {}
+        self._running: Dict[str, Tuple[List[asyncio.Task], asyncio.Queue]] = {}
+
+    # ------------------------------------------------------------ subclass hooks
+    def _streams(self, job: Job) -> List[AsyncIterator[Delta]]:
+        """The backend streams of ``job`` (together they finish every choice once)."""
+        raise NotImplementedError
+
+    async def _stop(self, job: Job) -> None:
+        """Tell the backend to drop what is left of ``job`` (closed early or aborted)."""
+
+    def _prepare(self, job: Job) -> None:
+        """Build the backend's request parameters (in ``job.backend``); raise on bad requests."""
+
+    def _loaded(self) -> bool:
+        return self.tokenizer is not None
+
+    # ------------------------------------------------------------ loading helpers
+    def _setup_text(self, tokenizer: Any, context_length: Optional[int],
+                    eos_ids: Iterable[int] = ()) -> None:
+        """Record the tokenizer, chat template, context length and stop tokens of the model."""
+        self.tokenizer = tokenizer
+        family = self.config.family or {}
+        self.chat_template = choose_chat_template(family, getattr(tokenizer, "chat_template", None))
+        if self.chat_template:
+            try:
+                compile_template(self.chat_template)
+            except Exception as exc:
+                raise ModelLaunchError(f"The model's chat template does not compile: {exc}") from None
+        self.context_length = (self.config.context_length or family.get("context_length")
+                               or context_length)
+        ids = {i for i in eos_ids if isinstance(i, int) and i >= 0}
+        if getattr(tokenizer, "eos_token_id", None) is not None:
+            ids.add(tokenizer.eos_token_id)
+        vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        for text in family.get("stop") or []:
+            if text in vocab:
+                ids.add(vocab[text])
+            else:
+                self.stop_strings.append(text)
+        self.stop_ids = ids
+
+    def describe(self) -> Dict[str, Any]:
+        return {"engine": self.engine_name, "context_length": self.context_length,
+                "running_requests": len(self._running)}
+
+    # ------------------------------------------------------------ preparing
+    def _encode(self, text: str, special: bool) -> List[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=special))
+
+    def _token_text(self, token: int) -> str:
+        return self.tokenizer.decode([token], skip_special_tokens=False)
+
+    def _job(self, request: Dict[str, Any], kind: str, prompts: List[List[int]],
+             **extra: Any) -> Job:
+        if not self._loaded():
+            raise ModelUnavailableError("The model is not loaded (or was stopped)")
+        params = sampling_params_from_request(request, kind, self.defaults, get_settings().max_tokens)
+        if self.stop_strings:
+            params = replace(params, stop=params.stop + self.stop_strings)
+        budgets = [params.token_budget(len(p), self.context_length) for p in prompts]
+        options = request.get("stream_options") or {}
+        job = Job(str(request.get("request_id") or P.new_request_id()), prompts, params, budgets,
+                  P.now(), schema=response_format_schema(request.get("response_format")),
+                  include_usage=bool(options.get("include_usage")), **extra)
+        self._prepare(job)
+        return job
+
+    @staticmethod
+    def _tools(request: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
+        tools, choice = request.get("tools"), request.get("tool_choice")
+        if not tools or choice == "none":
+            return None
+        if not isinstance(tools, list):
+            raise InvalidRequestError("tools must be a list of function tools", param="tools")
+        if isinstance(choice, dict):
+            wanted = (choice.get("function") or {}).get("name")
+            picked = [t for t in tools if (t.get("function") or {}).get("name") == wanted]
+            if not picked:
+                raise InvalidRequestError(f"tool_choice names {wanted!r}, which is not in tools",
+                                          param="tool_choice")
+            return picked
+        return tools
+
+    def _chat_job(self, request: Dict[str, Any]) -> Job:
+        if not self._loaded():
+            raise ModelUnavailableError("The model is not loaded (or was stopped)")
+        if not self.chat_template:
+            raise InvalidRequestError("This model has no chat template; use /v1/completions",
+                                      param="messages")
+        tools = self._tools(request)
+        kwargs: Dict[str, Any] = {}
+        if self.config.enable_thinking is not None:
+            kwargs["enable_thinking"] = self.config.enable_thinking
+        kwargs.update(request.get("chat_template_kwargs") or {})
+        tok = self.tokenizer
+        specials = {name: getattr(tok, name, None) or ""
+                    for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+        prompt = render_chat_template(self.chat_template, request.get("messages"), tools, True,
+                                      specials, kwargs)
+        tags = reasoning_tags(self.config.family or {}, self.chat_template)
+        fmt = (self.config.family or {}).get("tool_call_format") or "auto"
+        return self._job(
+            request, "chat", [self._encode(prompt, special=False)], reasoning=tags,
+            in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
+                          and not request.get("response_format")),
+            tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,
+            tool_names=tool_names(tools))
+
+    def _completion_job(self, request: Dict[str, Any]) -> Job:
+        prompt = request.get("prompt")
+        texts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            raise InvalidRequestError("prompt must be a string or a non-empty list of strings",
+                                      param="prompt")
+        if not self._loaded():
+            raise ModelUnavailableError("The model is not loaded (or was stopped)")
+        return self._job(request, "completion", [self._encode(t, special=True) for t in texts],
+                         texts=texts)
+
+    # ------------------------------------------------------------ generating
+    async def _pump(self, stream: AsyncIterator[Delta], queue: asyncio.Queue) -> None:
+        try:
+            async with contextlib.aclosing(stream):
+                async for delta in stream:
+                    queue.put_nowait(delta)
+        except asyncio.CancelledError:
+            raise
+        except ValueError as exc:  # the backend's own validation of the request
+            queue.put_nowait(InvalidRequestError(f"{self.engine_name} refused the request: {exc}"))
+        except Exception as exc:
+            queue.put_nowait(exc)
+        queue.put_nowait(_END)
+
+    async def _generate(self, job: Job) -> AsyncIterator[Delta]:
+        """Every choice's deltas, in arrival order, until each choice has finished."""
+        queue: asyncio.Queue = asyncio.Queue()
+        tasks = [asyncio.ensure_future(self._pump(s, queue)) for s in self._streams(job)]
+        self._running[job.request_id] = (tasks, queue)
+        finished: Set[int] = set()
+        live = len(tasks)
+        try:
+            while live and len(finished) < job.n_choices:
+                item = await queue.get()
+                if item is _ABORTED:
+                    raise RequestAbortedError(f"Request {job.request_id} was aborted")
+                if item is _END:
+                    live -= 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                if item.finish_reason is not None:
+                    finished.add(item.index)
+                yield item
+            for index in range(job.n_choices):
+                if index not in finished:
+                    yield Delta(index, finish_reason="stop")
+        finally:
+            self._running.pop(job.request_id, None)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if len(finished) < job.n_choices:
+                await self._stop(job)
+
+    async def abort(self, request_id: str) -> bool:
+        entry = self._running.get(request_id)
+        if entry is None:
+            return False
+        tasks, queue = entry
+        for task in tasks:
+            task.cancel()
+        queue.put_nowait(_ABORTED)
+        return True
+
+    # ------------------------------------------------------------ chat
+    @staticmethod
+    def _assemblers(job: Job) -> List[ChatDeltaAssembler]:
+        return [ChatDeltaAssembler(job.reasoning, job.in_reasoning, job.tool_format, job.tool_names)
+                for _ in range(job.n_choices)]
+
+    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        job = self._chat_job(request)
+        assemblers = self._assemblers(job)
+        logprobs: List[list] = [[] for _ in assemblers]
+        finish = ["stop"] * len(assemblers)
+        tokens = [0] * len(assemblers)
+        async with contextlib.aclosing(self._generate(job)) as deltas:
+            async for d in deltas:
+                assemblers[d.index].feed(d.text)
+                logprobs[d.index] += d.logprobs
+                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
+                if d.finish_reason:
+                    assemblers[d.index].finish()
+                    finish[d.index] = d.finish_reason
+        choices = [P.chat_choice(i, a.message(), a.finish_reason(finish[i]),
+                                 P.chat_logprobs(logprobs[i]) if job.params.logprobs else None)
+                   for i, a in enumerate(assemblers)]
+        return P.chat_completion(P.chat_id(job.request_id), self.config.model_uid, choices,
+                                 P.usage(len(job.prompts[0]), sum(tokens)), job.created)
+
+    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        """Validates at once (bad requests raise here), then streams chunks."""
+        return self._chat_chunks(self._chat_job(request))
+
+    async def _chat_chunks(self, job: Job) -> AsyncIterator[Dict[str, Any]]:
+        chunk = partial(P.chat_chunk, P.chat_id(job.request_id), self.config.model_uid, job.created,
+                        with_usage_field=job.include_usage)
+        assemblers = self._assemblers(job)
+        pending: List[list] = [[] for _ in assemblers]
+        tokens = [0] * len(assemblers)
+
+        def lp(i: int) -> Optional[Dict[str, Any]]:
+            return P.chat_logprobs(pending[i]) if job.params.logprobs and pending[i] else None
+
+        for i in range(len(assemblers)):
+            yield chunk(i, {"role": "assistant", "content": ""})
+        async with contextlib.aclosing(self._generate(job)) as deltas:
+            async for d in deltas:
+                pending[d.index] += d.logprobs
+                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
+                out = assemblers[d.index].feed(d.text)
+                if d.finish_reason:
+                    out += assemblers[d.index].finish()
+                for delta in out:
+                    yield chunk(d.index, delta, logprobs=lp(d.index))
+                    pending[d.index] = []
+                if d.finish_reason:
+                    reason = assemblers[d.index].finish_reason(d.finish_reason)
+                    yield chunk(d.index, {}, finish_reason=reason, logprobs=lp(d.index))
+        if job.include_usage:
+            yield P.chat_usage_chunk(P.chat_id(job.request_id), self.config.model_uid, job.created,
+                                     P.usage(len(job.prompts[0]), sum(tokens)))
+
+    # ------------------------------------------------------------ completions
+    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        job = self._completion_job(request)
+        echo = bool(request.get("echo"))
+        parts: List[List[str]] = [[] for _ in range(job.n_choices)]
+        logprobs: List[list] = [[] for _ in parts]
+        finish = ["stop"] * len(parts)
+        tokens = [0] * len(parts)
+        async with contextlib.aclosing(self._generate(job)) as deltas:
+            async for d in deltas:
+                parts[d.index].append(d.text)
+                logprobs[d.index] += d.logprobs
+                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
+                finish[d.index] = d.finish_reason or finish[d.index]
+        choices = []
+        for i, pieces in enumerate(parts):
+            head = job.texts[i // job.params.n] if echo else ""
+            lps = P.completion_logprobs(logprobs[i], len(head)) if job.params.logprobs else None
+            choices.append(P.completion_choice(i, head + "".join(pieces), finish[i], lps))
+        return P.completion(P.completion_id(job.request_id), self.config.model_uid, choices,
+                            P.usage(sum(map(len, job.prompts)), sum(tokens)), job.created)
+
+    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        """Validates at once (bad requests raise here), then streams chunks."""
+        job = self._completion_job(request)
+        return self._completion_chunks(job, bool(request.get("echo")))
+
+    async def _completion_chunks(self, job: Job, echo: bool) -> AsyncIterator[Dict[str, Any]]:
+        id_, uid = P.completion_id(job.request_id), self.config.model_uid
+        offsets = [0] * job.n_choices
+        tokens = [0] * job.n_choices
+        if echo:
+            for i in range(job.n_choices):
+                head = job.texts[i // job.params.n]
+                offsets[i] = len(head)
+                yield P.completion(id_, uid, [P.completion_choice(i, head, None)], None, job.created)
+        async with contextlib.aclosing(self._generate(job)) as deltas:
+            async for d in deltas:
+                lps = None
+                if job.params.logprobs and d.logprobs:
+                    lps = P.completion_logprobs(d.logprobs, offsets[d.index])
+                offsets[d.index] += len(d.text)
+                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
+                if d.text or lps or d.finish_reason:
+                    choice = P.completion_choice(d.index, d.text, d.finish_reason, lps)
+                    yield P.completion(id_, uid, [choice], None, job.created)
+        if job.include_usage:
+            yield P.completion(id_, uid, [], P.usage(sum(map(len, job.prompts)), sum(tokens)),
+                               job.created)
