@@ -8,6 +8,7 @@ SIGKILLed and restarted on the same ports mid-load (every worker rejoins, no
 duplicate replica); and ``stop-cluster`` ending every process.
 """
 
+import glob
 import json
 import os
 import signal
@@ -47,7 +48,16 @@ def cluster(tmp_path_factory):
         raise
     finally:
         procs.stop_all()
+        FIGURES["gateway_retries"] = _count_in_logs(home, "retrying on another replica")
         print(f"\ncluster figures: {json.dumps(FIGURES)}")
+
+
+def _count_in_logs(home, text):
+    count = 0
+    for path in glob.glob(os.path.join(home, "logs", "supervisor_*", "xinference.log")):
+        with open(path, errors="replace") as fh:
+            count += fh.read().count(text)
+    return count
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +160,40 @@ def test_killed_worker_replica_comes_back_elsewhere_and_no_request_fails(cluster
     assert {r["status"] for r in reps} == {"READY"}
     lost = [w for w in api.get("/v1/workers").json() if w["status"] == "LOST"]
     assert [w["address"] for w in lost] == [victim_address]
+
+
+def test_paused_worker_is_lost_then_rejoins_and_its_duplicate_is_stopped(cluster, api):
+    survivors = [w for w in cluster.workers if w.alive()]
+    paused = min(survivors, key=lambda w: len(cluster.model_processes(w)))
+    pids = {p.pid for p in cluster.model_processes(paused)}
+    held = [r for r in replicas(api, "m") if r["pid"] in pids]
+    assert len(held) == 1
+    address, index = held[0]["worker_address"], held[0]["replica_id"]
+    with ChatLoad(cluster.base_url, "m") as load:
+        time.sleep(1)
+        paused_at = time.monotonic()
+        paused.popen.send_signal(signal.SIGSTOP)
+        try:
+            wait_until(lambda: _moved(api, index, address)["status"] == "READY", 60,
+                       "the paused worker's replica to be READY elsewhere", interval=0.1)
+        finally:
+            paused.popen.send_signal(signal.SIGCONT)
+        resumed_at = time.monotonic()
+        wait_until(lambda: address in [w["address"] for w in alive_workers(cluster.base_url)],
+                   20, "the paused worker to rejoin", interval=0.1)
+        wait_until(lambda: not cluster.model_processes(paused), 20,
+                   "the paused worker to stop its duplicate", interval=0.1)
+        converged = time.monotonic() - resumed_at
+        time.sleep(1)
+    outcomes = load.between(0, time.monotonic())
+    FIGURES.update(partition_moved_s=round(resumed_at - paused_at, 2),
+                   partition_converged_s=round(converged, 2), partition_load=load.summary(outcomes))
+    bad = [o for o in outcomes if o.kind not in ("ok", "cut")]
+    assert not bad, f"{load.summary(outcomes)}: {bad[:5]}"
+    reps = replicas(api, "m")
+    assert sorted(r["replica_id"] for r in reps) == [0, 1, 2]
+    assert all(r["worker_address"] != address and r["status"] == "READY" for r in reps)
+    assert sum(len(cluster.model_processes(w)) for w in survivors) == 3
 
 
 def test_restarted_supervisor_is_rejoined_by_every_worker_without_duplicates(cluster, api):
