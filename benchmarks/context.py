@@ -37,12 +37,16 @@ class Plan:
         return (1, 4, 16, 64)
 
     @property
+    def concurrency_warmup(self) -> float:
+        return 1.5 if self.quick else 3.0
+
+    @property
     def concurrency_seconds(self) -> float:
-        return 2.5 if self.quick else 10.0
+        return 3.0 if self.quick else 10.0
 
     @property
     def concurrency_tokens(self) -> int:
-        return 32
+        return 16
 
     @property
     def embed_requests(self) -> int:

@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import psutil
@@ -125,6 +126,13 @@ def test_replicas_are_added_and_removed_through_rest(cluster, api):
     assert api.delete("/v1/models/plain").status_code == 200
 
 
+def _chat(base_url, prompt):
+    resp = httpx.post(f"{base_url}/v1/chat/completions", timeout=60, trust_env=False, json={
+        "model": "m", "messages": [{"role": "user", "content": prompt}]})
+    assert resp.status_code == 200, resp.text
+    return resp.json()["choices"][0]["message"]["content"]
+
+
 def _moved(api, replica_id, old_worker):
     rep = next(r for r in replicas(api, "m") if r["replica_id"] == replica_id)
     return rep["worker_address"] != old_worker and rep
@@ -135,8 +143,11 @@ def test_killed_worker_replica_comes_back_elsewhere_and_no_request_fails(cluster
     pids = {p.pid for p in cluster.model_processes(victim)}
     doomed = next(r for r in replicas(api, "m") if r["pid"] in pids)
     victim_address, lost_id = doomed["worker_address"], doomed["replica_id"]
-    with ChatLoad(cluster.base_url, "m") as load:
+    with ChatLoad(cluster.base_url, "m") as load, ThreadPoolExecutor(6) as pool:
         time.sleep(2)
+        long_prompt = " ".join(["word"] * 40)  # about 1.2 s of generation each
+        burst = [pool.submit(_chat, cluster.base_url, f"{i} {long_prompt}") for i in range(6)]
+        time.sleep(0.6)  # every replica now has plain requests in flight
         killed_at = time.monotonic()
         victim.popen.send_signal(signal.SIGKILL)
         moved = wait_until(lambda: _moved(api, lost_id, victim_address), LOST_TIMEOUT + 10,
@@ -146,9 +157,13 @@ def test_killed_worker_replica_comes_back_elsewhere_and_no_request_fails(cluster
                    "the re-launched replica to be READY", interval=0.1)
         ready = time.monotonic() - killed_at
         time.sleep(2)
+        answers = [f.result(timeout=60) for f in burst]
     outcomes = load.between(0, time.monotonic())
     summary = load.summary(outcomes)
-    FIGURES.update(worker_loss_detected_s=round(detected, 2), replica_back_ready_s=round(ready, 2),
+    assert answers == [f"echo: {i} {long_prompt}" for i in range(6)]
+    retries = _count_in_logs(cluster.home, "retrying on another replica")
+    assert retries >= 1, "no request was in flight on the killed replica"
+    FIGURES.update(burst_retries=retries, worker_loss_detected_s=round(detected, 2), replica_back_ready_s=round(ready, 2),
                    worker_kill_load=summary)
     bad = [o for o in outcomes if o.kind not in ("ok", "cut")]
     assert not bad, f"{summary}: {bad[:5]}"

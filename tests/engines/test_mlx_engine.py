@@ -190,19 +190,23 @@ def test_early_close_stops_generation(rand):
 
 def test_abort_by_request_id(rand):
     async def scenario():
-        task = asyncio.ensure_future(rand.chat({
-            "messages": [{"role": "user", "content": "go"}], "max_tokens": 3000,
-            "logit_bias": no_eos(rand), "request_id": "mlx-1"}))
-        await asyncio.sleep(0.3)
+        stream = rand.chat_stream({"messages": [{"role": "user", "content": "go"}],
+                                   "max_tokens": 3000, "logit_bias": no_eos(rand),
+                                   "request_id": "mlx-1"})
+        for _ in range(3):
+            await stream.__anext__()
         assert await rand.abort("mlx-1") is True
-        with pytest.raises(RequestAbortedError):
-            await task
+        assert await rand.abort("mlx-unknown") is False
+        with pytest.raises(RequestAbortedError, match="mlx-1"):
+            async for _ in stream:
+                pass
 
+    before = rand.tokens_generated
     run(scenario())
     deadline = time.monotonic() + 5
     while rand.active and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert rand.active == 0
+    assert rand.active == 0 and rand.tokens_generated - before < 50
 
 
 def test_json_schema_output_parses_and_validates(rand):
@@ -228,3 +232,24 @@ def test_launch_options_are_typed_and_unknown_ones_refused(random_dir):
     with pytest.raises(InvalidRequestError, match="Unknown MLX option 'n_ctx'") as info:
         make_engine(random_dir, options={"n_ctx": "4096"})
     assert info.value.param == "n_ctx"
+
+
+def test_stopping_the_engine_fails_running_streams_with_a_domain_error(random_dir):
+    from xinference.errors import ModelUnavailableError
+
+    engine = make_engine(random_dir)
+
+    async def scenario():
+        stream = engine.chat_stream({"messages": [{"role": "user", "content": "go"}],
+                                     "max_tokens": 3000, "logit_bias": no_eos(engine)})
+        for _ in range(3):
+            await stream.__anext__()
+        await asyncio.to_thread(engine.close)
+        with pytest.raises(ModelUnavailableError, match="stopped while generating"):
+            async for _ in stream:
+                pass
+
+    run(scenario())
+    assert engine.active == 0
+    with pytest.raises(ModelUnavailableError):
+        engine.chat_stream({"messages": tm.FRANCE})

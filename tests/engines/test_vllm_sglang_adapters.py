@@ -32,6 +32,7 @@ _spec.loader.exec_module(tm)
 
 FAMILY = {"context_length": 256, "stop": ["<|im_end|>", "###"]}
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+HI = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def config(engine: str, fmt: str = "pytorch", **extra) -> EngineConfig:
 
 # ----------------------------------------------------------------------------- the stand-ins
 @dataclasses.dataclass
-class FakeEngineArgs:
+class FakeEngineArgs:  # a few of vllm.AsyncEngineArgs's fields, annotated as vLLM does
     model: str = ""
     tokenizer: Optional[str] = None
     tensor_parallel_size: int = 1
@@ -71,19 +72,10 @@ class FakeEngineArgs:
     limit_mm_per_prompt: Dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-class RequestOutputKind(enum.Enum):
-    CUMULATIVE = 0
-    DELTA = 1
-
-
-@dataclasses.dataclass
-class StructuredOutputsParams:
-    json: Any = None
-
-
-class FakeSamplingParams:
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
+RequestOutputKind = enum.Enum("RequestOutputKind", "CUMULATIVE DELTA FINAL_ONLY")
+StructuredOutputsParams = dataclasses.make_dataclass("StructuredOutputsParams",
+                                                     [("json", Any, None)])
+FakeSamplingParams = lambda **kwargs: SimpleNamespace(kwargs=kwargs)  # noqa: E731
 
 
 def out(index, text, ids, finish=None, logprobs=None):
@@ -135,10 +127,13 @@ def vllm(monkeypatch, tokenizer):
     return module
 
 
-def vllm_engine(**extra):
-    from xinference.model.engines.vllm_engine import VLLMEngine
-
-    engine = VLLMEngine(config("vLLM", **extra))
+def make(name, **extra):
+    """A loaded engine (over the stand-in modules) of class ``name``."""
+    if name == "vLLM":
+        from xinference.model.engines.vllm_engine import VLLMEngine as cls
+    else:
+        from xinference.model.engines.sglang_engine import SGLangEngine as cls
+    engine = cls(config(name, **extra))
     engine.load()
     return engine
 
@@ -151,7 +146,7 @@ def test_registry_refuses_vllm_and_sglang_here_with_the_reason(monkeypatch):
     for entry in (vllm_entry, sglang_entry):
         assert registry.check_engine(entry, "pytorch", None, "qwen2") == \
             "needs a CUDA GPU and none is visible on this machine"
-    with pytest.raises(EngineUnavailableError, match="Engine vLLM cannot run this model: needs a CUDA"):
+    with pytest.raises(EngineUnavailableError, match="Engine vLLM cannot run this model: needs a"):
         registry.choose_engine("LLM", "pytorch", None, "llama", "vllm")
     monkeypatch.setattr(registry, "has_cuda_device", lambda: True)
     assert "allowed: Int4" in registry.check_engine(vllm_entry, "awq", "Int8", "llama")
@@ -163,37 +158,33 @@ def test_registry_refuses_vllm_and_sglang_here_with_the_reason(monkeypatch):
         "does not support the 'tiny-unknown' model family"
     assert registry.check_engine(vllm_entry, "ggufv2", "Q4_0", "llama").startswith(
         "does not run the 'ggufv2' format")
+    for family in ("llama", "Qwen2", "qwen2.5-instruct", "deepseek-r1-distill-qwen", "mistral"):
+        reason = registry.check_engine(vllm_entry, "pytorch", "none", family)
+        assert reason == ("the Python package for 'vllm' is not installed; "
+                          "install it with: pip install 'xinference[vllm]'"), (family, reason)
     monkeypatch.setattr(registry.sys, "platform", "darwin")
     assert registry.check_engine(vllm_entry, "pytorch", None, "llama") == \
         "runs only on linux (this is darwin)"
-
-
-def test_registry_package_reason_and_supported_families(monkeypatch):
-    monkeypatch.setattr(registry, "has_cuda_device", lambda: True)
-    entry = registry.find_engine("LLM", "vLLM")
-    for family in ("llama", "Qwen2", "qwen2.5-instruct", "deepseek-r1-distill-qwen", "mistral"):
-        reason = registry.check_engine(entry, "pytorch", "none", family)
-        assert reason == ("the Python package for 'vllm' is not installed; "
-                          "install it with: pip install 'xinference[vllm]'"), (family, reason)
     mlx = registry.find_engine("LLM", "MLX")
     monkeypatch.setattr(registry.sys, "platform", "win32")
-    assert registry.check_engine(mlx, "mlx", "4bit", None) == "runs only on darwin, linux (this is win32)"
+    assert registry.check_engine(mlx, "mlx", "4bit", None) == \
+        "runs only on darwin, linux (this is win32)"
 
 
 # ----------------------------------------------------------------------------- vLLM
-def test_vllm_load_says_what_is_missing(monkeypatch, vllm):
-    from xinference.model.engines.vllm_engine import VLLMEngine
-
+@pytest.mark.parametrize("name, module", [("vLLM", "vllm"), ("SGLang", "sglang")])
+def test_load_says_what_is_missing(request, monkeypatch, name, module):
+    request.getfixturevalue(module)
     monkeypatch.setattr(registry, "has_cuda_device", lambda: False)
-    with pytest.raises(EngineUnavailableError, match="vLLM needs a CUDA GPU and none is visible"):
-        VLLMEngine(config("vLLM")).load()
-    monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(EngineUnavailableError, match=r"vLLM is not installed .*xinference\[vllm\]"):
-        VLLMEngine(config("vLLM")).load()
+    with pytest.raises(EngineUnavailableError, match=f"{name} needs a CUDA GPU and none is"):
+        make(name)
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(EngineUnavailableError, match=rf"{name} is not installed .*\[{module}\]'"):
+        make(name)
 
 
 def test_vllm_engine_args_from_defaults_and_cli_strings(vllm):
-    engine = vllm_engine(fmt="awq", gpu_idx=[0, 1], options={
+    engine = make("vLLM", fmt="awq", gpu_idx=[0, 1], options={
         "gpu_memory_utilization": "0.5", "max-model-len": "128", "enforce_eager": "true",
         "limit_mm_per_prompt": '{"image": 2}', "trust_remote_code": "0"})
     args = engine.engine.args
@@ -202,7 +193,7 @@ def test_vllm_engine_args_from_defaults_and_cli_strings(vllm):
     assert args.gpu_memory_utilization == 0.5 and args.max_model_len == 128
     assert args.enforce_eager is True and args.trust_remote_code is False
     assert args.limit_mm_per_prompt == {"image": 2}
-    assert vllm_engine(options={"tensor_parallel_size": 4}).engine.args.tensor_parallel_size == 4
+    assert make("vLLM", options={"tensor_parallel_size": 4}).engine.args.tensor_parallel_size == 4
 
 
 @pytest.mark.parametrize("options, message", [
@@ -213,22 +204,22 @@ def test_vllm_engine_args_from_defaults_and_cli_strings(vllm):
 ])
 def test_vllm_bad_options_name_the_option(vllm, options, message):
     with pytest.raises(InvalidRequestError, match=message) as info:
-        vllm_engine(options=options)
+        make("vLLM", options=options)
     assert info.value.param == next(iter(options))
 
 
 def test_vllm_request_maps_to_sampling_params(vllm, tokenizer):
     FakeVLLMEngine.script = [[out(0, "{\"a\": 1}", [7, 8, 9], "stop")]]
-    engine = vllm_engine()
-    messages = [{"role": "user", "content": "hi"}]
-    run(engine.chat({"messages": messages, "temperature": 0.3, "top_p": 0.9, "seed": 7,
+    engine = make("vLLM")
+    run(engine.chat({"messages": HI, "temperature": 0.3, "top_p": 0.9, "seed": 7,
                      "stop": "END", "max_completion_tokens": 20, "presence_penalty": 0.5,
                      "frequency_penalty": -0.5, "logit_bias": {"12": 3}, "top_k": 4,
                      "response_format": {"type": "json_schema",
                                          "json_schema": {"name": "x", "schema": SCHEMA}}}))
     prompt, params, request_id = engine.engine.calls[0]
-    rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert prompt == {"prompt_token_ids": tokenizer(rendered, add_special_tokens=False)["input_ids"]}
+    rendered = tokenizer.apply_chat_template(HI, add_generation_prompt=True, tokenize=False)
+    ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    assert prompt == {"prompt_token_ids": ids}
     kw = params.kwargs
     assert kw["output_kind"] is RequestOutputKind.DELTA
     assert kw["structured_outputs"] == StructuredOutputsParams(json=SCHEMA)
@@ -238,23 +229,17 @@ def test_vllm_request_maps_to_sampling_params(vllm, tokenizer):
     assert kw["stop"] == ["END", "###"]
     assert kw["stop_token_ids"] == [tokenizer.convert_tokens_to_ids("<|im_end|>")]
     assert "logprobs" not in kw and request_id
-    run(engine.chat({"messages": messages, "max_tokens": 5, "logprobs": True, "top_logprobs": 2}))
+    run(engine.chat({"messages": HI, "max_tokens": 5, "logprobs": True, "top_logprobs": 2}))
     kw = engine.engine.calls[1][1].kwargs
     assert kw["logprobs"] == 2 and kw["max_tokens"] == 5 and kw["top_k"] == -1
     assert "structured_outputs" not in kw
-    run(engine.chat({"messages": messages}))
+    run(engine.chat({"messages": HI}))
     assert engine.engine.calls[2][1].kwargs["max_tokens"] == 256 - len(prompt["prompt_token_ids"])
-
-
-def test_vllm_bad_request_raises_before_streaming(vllm):
-    engine = vllm_engine()
-    with pytest.raises(InvalidRequestError) as info:
-        engine.chat_stream({"messages": [{"role": "user", "content": "hi"}], "temperature": 5})
-    assert info.value.param == "temperature"
+    with pytest.raises(InvalidRequestError) as info:  # refused before anything reaches vLLM
+        engine.chat_stream({"messages": HI, "temperature": 5})
+    assert info.value.param == "temperature" and len(engine.engine.calls) == 3
     with pytest.raises(InvalidRequestError, match="response_format"):
-        engine.chat_stream({"messages": [{"role": "user", "content": "hi"}],
-                            "response_format": {"type": "xml"}})
-    assert engine.engine.calls == []
+        engine.chat_stream({"messages": HI, "response_format": {"type": "xml"}})
 
 
 def lp(logprob, text, rank=1):
@@ -268,8 +253,8 @@ def test_vllm_outputs_become_openai_choices_usage_and_logprobs(vllm):
         [out(0, "lo", [13], "stop", [{13: lp(-0.2, "lo"), 14: lp(-1.0, "la", 2)}])],
         [out(1, " there", [22, 23], "length", [{22: lp(-0.4, " th")}, {23: lp(-0.5, "ere")}])],
     ]
-    engine = vllm_engine()
-    req = {"messages": [{"role": "user", "content": "hi"}], "n": 2, "logprobs": True,
+    engine = make("vLLM")
+    req = {"messages": HI, "n": 2, "logprobs": True,
            "top_logprobs": 1}
     resp = run(engine.chat(req))
     first, second = resp["choices"]
@@ -282,7 +267,8 @@ def test_vllm_outputs_become_openai_choices_usage_and_logprobs(vllm):
     assert resp["usage"] == {"prompt_tokens": prompt_len, "completion_tokens": 5,
                              "total_tokens": prompt_len + 5}
     chunks = run(collect(engine.chat_stream(dict(req, stream_options={"include_usage": True}))))
-    assert [c["choices"][0]["delta"] for c in chunks[:2]] == [{"role": "assistant", "content": ""}] * 2
+    role = {"role": "assistant", "content": ""}
+    assert [c["choices"][0]["delta"] for c in chunks[:2]] == [role, role]
     text = {0: "", 1: ""}
     finishes = {}
     for c in chunks[2:-1]:
@@ -297,8 +283,9 @@ def test_vllm_outputs_become_openai_choices_usage_and_logprobs(vllm):
 def test_vllm_text_is_parsed_for_reasoning_and_tool_calls(vllm):
     pieces = ["<think>\nI should", " call it.\n</think>\n\n<tool_call>\n{\"name\": \"get_",
               "weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>"]
-    FakeVLLMEngine.script = [[out(0, p, [1], "stop" if i == 2 else None)] for i, p in enumerate(pieces)]
-    engine = vllm_engine()
+    FakeVLLMEngine.script = [[out(0, p, [1], "stop" if i == 2 else None)]
+                             for i, p in enumerate(pieces)]
+    engine = make("vLLM")
     resp = run(engine.chat({"messages": tm.WEATHER, "tools": [tm.WEATHER_TOOL]}))
     choice = resp["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
@@ -310,7 +297,7 @@ def test_vllm_text_is_parsed_for_reasoning_and_tool_calls(vllm):
 
 def test_vllm_completions_run_each_prompt_and_echo(vllm):
     FakeVLLMEngine.script = [[out(0, " world", [3, 4], "length")]]
-    engine = vllm_engine()
+    engine = make("vLLM")
     resp = run(engine.complete({"prompt": ["Hello", "Bye"], "max_tokens": 2, "echo": True}))
     assert [c["text"] for c in resp["choices"]] == ["Hello world", "Bye world"]
     assert [c["finish_reason"] for c in resp["choices"]] == ["length", "length"]
@@ -320,10 +307,10 @@ def test_vllm_completions_run_each_prompt_and_echo(vllm):
 
 def test_vllm_closing_the_stream_aborts_the_request(vllm):
     FakeVLLMEngine.script = ["forever"]
-    engine = vllm_engine()
+    engine = make("vLLM")
 
     async def scenario():
-        stream = engine.chat_stream({"messages": [{"role": "user", "content": "hi"}]})
+        stream = engine.chat_stream({"messages": HI})
         got = [await stream.__anext__() for _ in range(3)]
         await stream.aclose()
         return got
@@ -337,11 +324,10 @@ def test_vllm_closing_the_stream_aborts_the_request(vllm):
 
 def test_vllm_abort_by_request_id(vllm):
     FakeVLLMEngine.script = ["forever"]
-    engine = vllm_engine()
+    engine = make("vLLM")
 
     async def scenario():
-        task = asyncio.ensure_future(engine.chat({"messages": [{"role": "user", "content": "hi"}],
-                                                  "request_id": "r-1"}))
+        task = asyncio.ensure_future(engine.chat({"messages": HI, "request_id": "r-1"}))
         await asyncio.sleep(0.05)
         assert await engine.abort("r-1") is True
         assert await engine.abort("r-unknown") is False
@@ -353,13 +339,13 @@ def test_vllm_abort_by_request_id(vllm):
 
 
 def test_vllm_errors_and_aborts_from_the_engine(vllm):
-    engine = vllm_engine()
+    engine = make("vLLM")
     FakeVLLMEngine.script = [ValueError("prompt too long")]
     with pytest.raises(InvalidRequestError, match="vLLM refused the request: prompt too long"):
-        run(engine.chat({"messages": [{"role": "user", "content": "hi"}]}))
+        run(engine.chat({"messages": HI}))
     FakeVLLMEngine.script = [[out(0, "a", [1], "abort")]]
     with pytest.raises(RequestAbortedError):
-        run(engine.chat({"messages": [{"role": "user", "content": "hi"}]}))
+        run(engine.chat({"messages": HI}))
 
 
 # ----------------------------------------------------------------------------- SGLang
@@ -400,7 +386,7 @@ class FakeSGLangEngine:
         return chunks()
 
     def shutdown(self):
-        self.kwargs = None
+        self.calls = None
 
 
 @pytest.fixture
@@ -410,19 +396,11 @@ def sglang(monkeypatch, tokenizer):
     srt = types.ModuleType("sglang.srt")
     server_args = types.ModuleType("sglang.srt.server_args")
     server_args.ServerArgs = FakeServerArgs
-    for name, mod in (("sglang", module), ("sglang.srt", srt), ("sglang.srt.server_args", server_args)):
-        monkeypatch.setitem(sys.modules, name, mod)
+    for mod in (module, srt, server_args):
+        monkeypatch.setitem(sys.modules, mod.__name__, mod)
     monkeypatch.setattr(registry, "has_cuda_device", lambda: True)
     monkeypatch.setattr(FakeSGLangEngine, "script", [])
     return module
-
-
-def sglang_engine(**extra):
-    from xinference.model.engines.sglang_engine import SGLangEngine
-
-    engine = SGLangEngine(config("SGLang", **extra))
-    engine.load()
-    return engine
 
 
 def chunk(text, finish=None, tokens=0, index=0, lps=None, tops=None):
@@ -432,34 +410,23 @@ def chunk(text, finish=None, tokens=0, index=0, lps=None, tops=None):
     return {"text": text, "meta_info": meta, "index": index}
 
 
-def test_sglang_load_says_what_is_missing(monkeypatch, sglang):
-    from xinference.model.engines.sglang_engine import SGLangEngine
-
-    monkeypatch.setattr(registry, "has_cuda_device", lambda: False)
-    with pytest.raises(EngineUnavailableError, match="SGLang needs a CUDA GPU"):
-        SGLangEngine(config("SGLang")).load()
-    monkeypatch.setitem(sys.modules, "sglang", None)
-    with pytest.raises(EngineUnavailableError, match=r"SGLang is not installed .*xinference\[sglang\]"):
-        SGLangEngine(config("SGLang")).load()
-
-
 def test_sglang_server_args_and_bad_options(sglang):
-    engine = sglang_engine(fmt="gptq", n_gpu=2, options={"mem-fraction-static": "0.7",
+    engine = make("SGLang", fmt="gptq", n_gpu=2, options={"mem-fraction-static": "0.7",
                                                          "context_length": "128"})
     kw = engine.engine.kwargs
     assert kw == {"model_path": "/models/tiny", "tp_size": 2, "served_model_name": "m1",
                   "log_level": "error", "context_length": 128, "quantization": "gptq",
                   "mem_fraction_static": 0.7}
     with pytest.raises(InvalidRequestError, match="Unknown SGLang option 'gpu_memory_utilization'"):
-        sglang_engine(options={"gpu_memory_utilization": "0.5"})
+        make("SGLang", options={"gpu_memory_utilization": "0.5"})
     with pytest.raises(InvalidRequestError, match="Bad value for SGLang option 'tp_size'"):
-        sglang_engine(options={"tp_size": "two"})
+        make("SGLang", options={"tp_size": "two"})
 
 
 def test_sglang_request_maps_to_sampling_dict(sglang, tokenizer):
     FakeSGLangEngine.script = [chunk("{\"a\": 2}", {"type": "stop"}, 4)]
-    engine = sglang_engine()
-    run(engine.chat({"messages": [{"role": "user", "content": "hi"}], "temperature": 0, "seed": 3,
+    engine = make("SGLang")
+    run(engine.chat({"messages": HI, "temperature": 0, "seed": 3,
                      "stop": ["END"], "max_tokens": 9, "logit_bias": {"5": -100},
                      "logprobs": True, "top_logprobs": 3,
                      "response_format": {"type": "json_schema",
@@ -485,8 +452,8 @@ def test_sglang_cumulative_stream_becomes_deltas_and_logprobs(sglang):
         chunk("Hi you", {"type": "length"}, 3, 1, [(-0.3, 21, None), (-0.4, 22, None)],
               [[(-0.3, 21, None)], [(-0.4, 22, None)]]),
     ]
-    engine = sglang_engine()
-    resp = run(engine.chat({"messages": [{"role": "user", "content": "hi"}], "n": 2,
+    engine = make("SGLang")
+    resp = run(engine.chat({"messages": HI, "n": 2,
                             "logprobs": True, "top_logprobs": 2}))
     first, second = resp["choices"]
     assert (first["message"]["content"], first["finish_reason"]) == ("Hello", "stop")
@@ -501,7 +468,7 @@ def test_sglang_cumulative_stream_becomes_deltas_and_logprobs(sglang):
 
 
 def test_sglang_incremental_stream_and_engine_refusals(sglang):
-    engine = sglang_engine(options={"incremental_streaming_output": "true"})
+    engine = make("SGLang", options={"incremental_streaming_output": "true"})
     FakeSGLangEngine.script = [chunk("Hel"), chunk("lo", {"type": "stop"}, 2)]
     assert run(engine.complete({"prompt": "x"}))["choices"][0]["text"] == "Hello"
     FakeSGLangEngine.script = [chunk("", {"type": "abort", "message": "too long",
@@ -515,10 +482,10 @@ def test_sglang_incremental_stream_and_engine_refusals(sglang):
 
 def test_sglang_closing_the_stream_aborts_the_request(sglang):
     FakeSGLangEngine.script = [chunk("Hi"), "forever"]
-    engine = sglang_engine()
+    engine = make("SGLang")
 
     async def scenario():
-        stream = engine.chat_stream({"messages": [{"role": "user", "content": "hi"}]})
+        stream = engine.chat_stream({"messages": HI})
         got = [await stream.__anext__() for _ in range(2)]
         await stream.aclose()
         return got

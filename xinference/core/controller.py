@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
@@ -38,10 +39,43 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def placement_request(request: LaunchRequest, model_uid: str) -> PlacementRequest:
-    """The placement part of a launch request (validated: bad values name their field)."""
+def _bits_per_weight(model_format: str, quantization: Optional[str]) -> float:
+    quant = (quantization or "none").lower()
+    match = re.match(r"i?q(\d+)", quant) if model_format.lower().startswith("gguf") else None
+    if match:
+        return int(match.group(1)) * 1.1  # k-quant scales and the odd larger tensor
+    match = re.search(r"(\d+)[-_ ]?bit|int(\d+)|^b?f(\d+)", quant)
+    if match:
+        return float(next(g for g in match.groups() if g))
+    return 16.0
+
+
+def estimate_memory(config: EngineConfig) -> Optional[int]:
+    """Rough bytes one replica needs: its weights (size x bits per weight) plus 20 %.
+
+    None when the spec's size is unknown (``model_size_in_billions`` such as
+    ``"0_5"`` or ``"7"``); placement then counts replicas and measured memory only.
+    """
+    try:
+        params = float(str(config.model_size_in_billions).replace("_", ".")) * 1e9
+    except (TypeError, ValueError):
+        return None
+    return int(params * _bits_per_weight(config.model_format, config.quantization) / 8 * 1.2)
+
+
+def placement_request(request: LaunchRequest, model_uid: str,
+                      config: Optional[EngineConfig] = None) -> PlacementRequest:
+    """The placement part of a launch request (validated: bad values name their field).
+
+    A replica's memory is the ``memory_per_replica`` option (bytes) if given,
+    else :func:`estimate_memory` of ``config``.
+    """
     gpu_idx = tuple(request.gpu_idx) if request.gpu_idx else None
-    return PlacementRequest(model_uid, request.replica, request.n_gpu, gpu_idx, request.worker_ip)
+    memory = request.options.get("memory_per_replica")
+    if memory is None and config is not None:
+        memory = estimate_memory(config)
+    return PlacementRequest(model_uid, request.replica, request.n_gpu, gpu_idx, request.worker_ip,
+                            memory)
 
 
 class ClusterController:
@@ -174,7 +208,8 @@ class ClusterController:
                            config: EngineConfig, wait_ready: bool = True) -> Dict[str, Any]:
         """Place every replica, start them, and record the model; all replicas failing undoes it."""
         uid = config.model_uid
-        records = self.state.launch_model(placement_request(request, uid))
+        config.options.pop("memory_per_replica", None)  # placement's, not the engine's
+        records = self.state.launch_model(placement_request(request, uid, config))
         self.models[uid] = ModelRecord(uid, request, config, family)
         logger.info("Launching %s as %r on engine %s: %s", config.model_name, uid, config.engine,
                     ", ".join(f"{r.index}->{r.worker_address}" for r in records))
@@ -278,7 +313,8 @@ class ClusterController:
         model = self.models.get(uid)
         if model is None:
             model = ModelRecord.from_spec(spec)
-            request = placement_request(model.request, uid).with_replicas(manifest.replica)
+            request = placement_request(model.request, uid, model.engine_config)
+            request = request.with_replicas(manifest.replica)
             self.state.replicas.add_model(request)
             self.models[uid] = model
             logger.info("Rebuilt model %s (%d replicas) from a worker's report", uid,

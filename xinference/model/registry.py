@@ -77,12 +77,14 @@ class ModelFamily:
     @classmethod
     def from_dict(cls, data: Dict[str, Any], built_in: bool = True) -> "ModelFamily":
         data = dict(data)
+        data.pop("built_in", None)
         try:
             raw_specs = data.pop("model_specs")
             model_type = normalize_model_type(data.pop("model_type", "LLM"))
             name = data.pop("model_name")
         except KeyError as exc:
-            raise InvalidRequestError(f"Model family is missing the field {exc.args[0]!r}") from None
+            raise InvalidRequestError(
+                f"Model family is missing the field {exc.args[0]!r}") from None
         specs = [_spec_from_dict(s) for s in raw_specs]
         known = set(cls.__dataclass_fields__) - {"extra", "built_in"}
         fields_ = {k: v for k, v in data.items() if k in known}

@@ -24,11 +24,13 @@ import contextlib
 import dataclasses
 import json
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from ...errors import InvalidRequestError, ModelLaunchError, ModelUnavailableError, RequestAbortedError
+from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
+                       RequestAbortedError)
 from ...settings import get_settings
 from ..llm import protocol as P
 from ..llm.assembler import ChatDeltaAssembler
@@ -109,7 +111,8 @@ def coerce_value(raw: Any, annotation: str, default: Any) -> Any:
     if not isinstance(raw, str):
         return raw
     words = set(re.findall(r"[a-z_]+", annotation.lower()))
-    if raw.strip().lower() in ("none", "null") and (default is None or words & {"none", "optional"}):
+    nullable = default is None or words & {"none", "optional"}
+    if nullable and raw.strip().lower() in ("none", "null"):
         return None
     kinds: List[Any] = []
     if isinstance(default, bool) or "bool" in words:
@@ -182,6 +185,7 @@ class DeltaEngine(LLMEngine):
         self.stop_strings: List[str] = []
         self.defaults: Dict[str, Any] = {}
         self._running: Dict[str, Tuple[List[asyncio.Task], asyncio.Queue]] = {}
+        self._tokenizer_lock = threading.Lock()
 
     # ------------------------------------------------------------ subclass hooks
     def _streams(self, job: Job) -> List[AsyncIterator[Delta]]:
@@ -208,7 +212,8 @@ class DeltaEngine(LLMEngine):
             try:
                 compile_template(self.chat_template)
             except Exception as exc:
-                raise ModelLaunchError(f"The model's chat template does not compile: {exc}") from None
+                raise ModelLaunchError(
+                    f"The model's chat template does not compile: {exc}") from None
         self.context_length = (self.config.context_length or family.get("context_length")
                                or context_length)
         ids = {i for i in eos_ids if isinstance(i, int) and i >= 0}
@@ -228,16 +233,23 @@ class DeltaEngine(LLMEngine):
 
     # ------------------------------------------------------------ preparing
     def _encode(self, text: str, special: bool) -> List[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=special))
+        with self._tokenizer_lock:
+            return list(self.tokenizer.encode(text, add_special_tokens=special))
+
+    def _decode(self, ids: List[int]) -> str:
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
 
     def _token_text(self, token: int) -> str:
-        return self.tokenizer.decode([token], skip_special_tokens=False)
+        with self._tokenizer_lock:
+            return self.tokenizer.decode([token], skip_special_tokens=False)
 
     def _job(self, request: Dict[str, Any], kind: str, prompts: List[List[int]],
              **extra: Any) -> Job:
         if not self._loaded():
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
-        params = sampling_params_from_request(request, kind, self.defaults, get_settings().max_tokens)
+        cap = get_settings().max_tokens
+        params = sampling_params_from_request(request, kind, self.defaults, cap)
         if self.stop_strings:
             params = replace(params, stop=params.stop + self.stop_strings)
         budgets = [params.token_budget(len(p), self.context_length) for p in prompts]
@@ -449,7 +461,8 @@ class DeltaEngine(LLMEngine):
             for i in range(job.n_choices):
                 head = job.texts[i // job.params.n]
                 offsets[i] = len(head)
-                yield P.completion(id_, uid, [P.completion_choice(i, head, None)], None, job.created)
+                choice = P.completion_choice(i, head, None)
+                yield P.completion(id_, uid, [choice], None, job.created)
         async with contextlib.aclosing(self._generate(job)) as deltas:
             async for d in deltas:
                 lps = None

@@ -28,9 +28,9 @@ import os
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncIterator, Callable, Dict, List, Optional
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set
 
-from ...errors import EngineUnavailableError, ModelLaunchError
+from ...errors import EngineUnavailableError, ModelLaunchError, ModelUnavailableError
 from ..llm import protocol as P
 from ..llm.detokenize import IncrementalDetokenizer
 from ..llm.params import SamplingParams
@@ -43,7 +43,8 @@ OPTIONS = {
     "quantized_kv_start": ("int", 5000), "trust_remote_code": ("bool", False),
     "adapter_path": ("Optional[str]", None), "lazy": ("bool", False),
 }
-_STEP_OPTIONS = ("max_kv_size", "prefill_step_size", "kv_bits", "kv_group_size", "quantized_kv_start")
+_STEP_OPTIONS = ("max_kv_size", "prefill_step_size", "kv_bits", "kv_group_size",
+                 "quantized_kv_start")
 _DONE = object()
 _SEED_MASK = (1 << 64) - 1
 
@@ -92,7 +93,8 @@ class _Choice:
     def __init__(self, engine: "MLXEngine", index: int, prompt: List[int], params: SamplingParams,
                  budget: int):
         self.engine, self.index, self.params, self.budget = engine, index, params, budget
-        self.stop_ids = (set() if params.ignore_eos else set(engine.stop_ids)) | set(params.stop_token_ids)
+        eos = set() if params.ignore_eos else set(engine.stop_ids)
+        self.stop_ids = eos | set(params.stop_token_ids)
         self.detok = IncrementalDetokenizer(engine._decode, context=prompt[-4:])
         self.stopper = StopStringMatcher(params.stop)
         self.count = 0
@@ -100,16 +102,17 @@ class _Choice:
     def accept(self, token: int, logprobs: Any) -> Delta:
         self.count += 1
         if token in self.stop_ids:
-            return Delta(self.index, self._tail(), [], "stop", self.count)
+            return Delta(self.index, self.tail(), [], "stop", self.count)
         text, stopped = self.stopper.feed(self.detok.add(token))
         entries = [self.engine._logprob(token, logprobs, self.params.top_logprobs)] \
             if self.params.logprobs and not stopped else []
         finish = "stop" if stopped else None
         if finish is None and self.count >= self.budget:
-            text, finish = text + self._tail(), "length"
+            text, finish = text + self.tail(), "length"
         return Delta(self.index, text, entries, finish, self.count)
 
-    def _tail(self) -> str:
+    def tail(self) -> str:
+        """Text still held back by the detokenizer and the stop matcher, at the end."""
         text, stopped = self.stopper.feed(self.detok.flush())
         return text if stopped else text + self.stopper.flush()
 
@@ -128,6 +131,7 @@ class MLXEngine(DeltaEngine):
         self._step_options: Dict[str, Any] = {}
         self._executor: Optional[ThreadPoolExecutor] = None
         self._grammar: Any = None
+        self._cancels: Set[threading.Event] = set()
 
     def load(self) -> None:
         try:
@@ -138,17 +142,20 @@ class MLXEngine(DeltaEngine):
                 f"MLX is not installed or cannot run here ({exc}); install it with: "
                 "pip install 'xinference[mlx]' (mlx-lm[cpu] on Linux)") from None
         options = coerce_options(self.config.options, OPTIONS, "MLX", "the MLX engine's options")
-        self._step_options = {k: v for k, v in options.items() if k in _STEP_OPTIONS and v is not None}
+        self._step_options = {k: v for k, v in options.items()
+                              if k in _STEP_OPTIONS and v is not None}
         path = self.config.model_path
         if not os.path.isdir(path):
-            raise ModelLaunchError(f"MLX needs a model folder; {path!r} is not one", param="model_path")
+            raise ModelLaunchError(f"MLX needs a model folder; {path!r} is not one",
+                                   param="model_path")
         try:
             self.model, wrapper, model_config = mlx_load(
                 path, model_config=config_fixes(path), adapter_path=options.get("adapter_path"),
                 lazy=bool(options.get("lazy")), return_config=True,
                 trust_remote_code=bool(options.get("trust_remote_code")))
         except (OSError, ValueError, KeyError) as exc:
-            raise ModelLaunchError(f"mlx-lm could not load {path}: {exc}", param="model_path") from None
+            raise ModelLaunchError(f"mlx-lm could not load {path}: {exc}",
+                                   param="model_path") from None
         tokenizer = getattr(wrapper, "_tokenizer", wrapper)
         self._setup_text(tokenizer, model_config.get("max_position_embeddings"),
                          wrapper.eos_token_ids)
@@ -157,6 +164,8 @@ class MLXEngine(DeltaEngine):
 
     def close(self) -> None:
         executor, self._executor = self._executor, None
+        for cancel in list(self._cancels):
+            cancel.set()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         self.model = None
@@ -171,9 +180,6 @@ class MLXEngine(DeltaEngine):
         return self.model is not None and self._executor is not None
 
     # ------------------------------------------------------------ helpers
-    def _decode(self, ids: List[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
-
     def _logprob(self, token: int, logprobs: Any, top: int) -> P.TokenLogprob:
         import numpy as np
 
@@ -201,9 +207,10 @@ class MLXEngine(DeltaEngine):
 
         sampler = make_sampler(temp=0.0 if params.greedy else params.temperature,
                                top_p=params.top_p, top_k=params.top_k)
+        repetition = params.repetition_penalty
         processors = make_logits_processors(
             logit_bias=params.logit_bias or None,
-            repetition_penalty=params.repetition_penalty if params.repetition_penalty != 1 else None,
+            repetition_penalty=repetition if repetition != 1 else None,
             presence_penalty=params.presence_penalty or None,
             frequency_penalty=params.frequency_penalty or None)
         if grammar is not None:
@@ -213,15 +220,18 @@ class MLXEngine(DeltaEngine):
     # ------------------------------------------------------------ generating
     def _run(self, job: Job, cancel: threading.Event, post: Callable[[Any], None]) -> None:
         """The generation thread: every choice of ``job`` in turn, until done or cancelled."""
+        n = job.params.n
+        choices = [(p * n + c, prompt, job.params.for_choice(c), job.budgets[p])
+                   for p, prompt in enumerate(job.prompts) for c in range(n)]
         self.active += 1
         try:
-            for p, prompt in enumerate(job.prompts):
-                for c in range(job.params.n):
-                    if cancel.is_set():
-                        return
-                    params = job.params.for_choice(c)
-                    self._run_choice(_Choice(self, p * job.params.n + c, prompt, params,
-                                             job.budgets[p]), prompt, job.backend, cancel, post)
+            for index, prompt, params, budget in choices:
+                if cancel.is_set():
+                    break
+                self._run_choice(_Choice(self, index, prompt, params, budget), prompt, job.backend,
+                                 cancel, post)
+            if cancel.is_set() and self._executor is None:
+                post(ModelUnavailableError("The model was stopped while generating"))
         except Exception as exc:
             post(exc)
         finally:
@@ -248,7 +258,7 @@ class MLXEngine(DeltaEngine):
                 post(delta)
                 if delta.finish_reason:
                     return
-            post(Delta(choice.index, choice._tail(), [], "length", choice.count))
+            post(Delta(choice.index, choice.tail(), [], "length", choice.count))
         finally:
             steps.close()
 
@@ -266,7 +276,11 @@ class MLXEngine(DeltaEngine):
             except RuntimeError:  # the loop is closed: nobody listens any more
                 cancel.set()
 
-        self._executor.submit(self._run, job, cancel, post)
+        executor = self._executor
+        if executor is None:
+            raise ModelUnavailableError("The model is not loaded (or was stopped)")
+        self._cancels.add(cancel)
+        executor.submit(self._run, job, cancel, post)
         try:
             while True:
                 item = await queue.get()
@@ -277,3 +291,4 @@ class MLXEngine(DeltaEngine):
                 yield item
         finally:
             cancel.set()
+            self._cancels.discard(cancel)

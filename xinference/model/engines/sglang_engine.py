@@ -33,7 +33,8 @@ import json
 import secrets
 from typing import Any, AsyncIterator, Dict, List, Optional
 
-from ...errors import EngineUnavailableError, InvalidRequestError, ModelLaunchError, RequestAbortedError
+from ...errors import (EngineUnavailableError, InvalidRequestError, ModelLaunchError,
+                       RequestAbortedError)
 from ..llm import protocol as P
 from . import registry
 from .delta_engine import Delta, DeltaEngine, Job, coerce_options, dataclass_fields, gpu_count
@@ -154,7 +155,8 @@ class SGLangEngine(DeltaEngine):
         try:
             self.engine = sglang.Engine(**values)
         except (RuntimeError, ValueError, OSError) as exc:
-            raise ModelLaunchError(f"SGLang could not load {self.config.model_path}: {exc}") from None
+            raise ModelLaunchError(
+                f"SGLang could not load {self.config.model_path}: {exc}") from None
         manager = getattr(self.engine, "tokenizer_manager", None)
         tokenizer = getattr(manager, "tokenizer", None)
         if tokenizer is None:
@@ -180,7 +182,8 @@ class SGLangEngine(DeltaEngine):
         return self.engine is not None and self.tokenizer is not None
 
     def _prepare(self, job: Job) -> None:
-        job.backend = [sampling_values(job, i, sorted(self.stop_ids)) for i in range(len(job.prompts))]
+        stop_ids = sorted(self.stop_ids)
+        job.backend = [sampling_values(job, i, stop_ids) for i in range(len(job.prompts))]
 
     def _streams(self, job: Job) -> List[AsyncIterator[Delta]]:
         return [self._stream(job, i) for i in range(len(job.prompts))]
@@ -192,8 +195,8 @@ class SGLangEngine(DeltaEngine):
 
     async def _stream(self, job: Job, index: int) -> AsyncIterator[Delta]:
         want = job.params.logprobs
-        kwargs: Dict[str, Any] = {"input_ids": job.prompts[index], "sampling_params": job.backend[index],
-                                  "stream": True, "return_logprob": want}
+        kwargs: Dict[str, Any] = {"input_ids": job.prompts[index], "stream": True,
+                                  "sampling_params": job.backend[index], "return_logprob": want}
         if want and job.params.top_logprobs:
             kwargs["top_logprobs_num"] = job.params.top_logprobs
         if job.params.n == 1:

@@ -30,7 +30,8 @@ import importlib
 import secrets
 from typing import Any, AsyncIterator, Dict, List, Optional
 
-from ...errors import EngineUnavailableError, InvalidRequestError, ModelLaunchError, RequestAbortedError
+from ...errors import (EngineUnavailableError, InvalidRequestError, ModelLaunchError,
+                       RequestAbortedError)
 from ..llm import protocol as P
 from . import registry
 from .delta_engine import Delta, DeltaEngine, Job, coerce_options, dataclass_fields, gpu_count
@@ -66,7 +67,7 @@ def engine_arg_values(config: Any, fields: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def sampling_values(job: Job, index: int, stop_ids: List[int]) -> Dict[str, Any]:
-    """``SamplingParams`` keyword arguments for prompt ``index`` of ``job`` (no structured output)."""
+    """``SamplingParams`` keyword arguments for prompt ``index`` of ``job`` (minus the schema)."""
     p = job.params
     values: Dict[str, Any] = {
         "n": p.n, "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k or -1,
@@ -118,7 +119,7 @@ def token_logprobs(entries: Any, token_ids: List[int], top: int, text_of) -> Lis
 
 def deltas_of(output: Any, base: int, counts: Dict[int, int], top: Optional[int],
               text_of) -> List[Delta]:
-    """One ``RequestOutput`` (DELTA kind) as :class:`Delta` objects; choice index = base + output index."""
+    """A DELTA-kind ``RequestOutput`` as :class:`Delta` objects (choice = base + output index)."""
     deltas = []
     for o in output.outputs:
         index = base + o.index
@@ -160,9 +161,9 @@ class VLLMEngine(DeltaEngine):
             return tokenizer
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(getattr(args, "tokenizer", None) or self.config.model_path,
-                                             trust_remote_code=bool(getattr(args, "trust_remote_code",
-                                                                            False)))
+        path = getattr(args, "tokenizer", None) or self.config.model_path
+        trust = bool(getattr(args, "trust_remote_code", False))
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
 
     def close(self) -> None:
         engine, self.engine = self.engine, None
@@ -180,9 +181,10 @@ class VLLMEngine(DeltaEngine):
         return self.engine is not None and self.tokenizer is not None
 
     def _prepare(self, job: Job) -> None:
-        job.backend = [make_sampling_params(self._vllm, sampling_values(job, i, sorted(self.stop_ids)),
-                                            job.schema)
-                       for i in range(len(job.prompts))]
+        stop_ids = sorted(self.stop_ids)
+        job.backend = [
+            make_sampling_params(self._vllm, sampling_values(job, i, stop_ids), job.schema)
+            for i in range(len(job.prompts))]
 
     def _streams(self, job: Job) -> List[AsyncIterator[Delta]]:
         return [self._stream(job, i) for i in range(len(job.prompts))]
