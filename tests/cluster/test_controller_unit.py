@@ -5,10 +5,10 @@ import asyncio
 import pytest
 
 from xinference.core.cluster_state import ClusterState
-from xinference.core.controller import ClusterController
+from xinference.core.controller import ClusterController, estimate_memory
 from xinference.core.launch_plan import launch_request_from_body, plan_launch
 from xinference.core.messages import ReplicaReport
-from xinference.core.resources import GIB, WorkerResources
+from xinference.core.resources import GIB, GpuInfo, WorkerResources
 from xinference.errors import ModelLaunchError, ModelNotFoundError, ResourceExhaustedError
 from xinference.model.registry import get_registry
 
@@ -38,6 +38,7 @@ class FakeWorker:
         self.fail = None
         self.dead = False
         self.launches = 0
+        self.gpus = 0
 
     async def launch_replica(self, spec):
         self.launches += 1
@@ -63,15 +64,20 @@ class FakeWorker:
                               f"{self.address}/{uid}", 4242, s) for uid, s in self.replicas.items()]
 
     def resources(self):
-        return WorkerResources(self.address, self.address.split(":")[0], 4, 64 * GIB, 48 * GIB)
+        gpus = [GpuInfo(i, "GPU", 24 * GIB, 24 * GIB) for i in range(self.gpus)]
+        return WorkerResources(self.address, self.address.split(":")[0], 4, 64 * GIB, 48 * GIB,
+                               gpus)
 
 
 class Cluster:
     """A controller over fake workers; ``restart()`` builds a fresh controller (same workers)."""
 
-    def __init__(self, names=("w1:1", "w2:1", "w3:1"), lost_timeout=10.0, rejoin_window=0.0):
+    def __init__(self, names=("w1:1", "w2:1", "w3:1"), lost_timeout=10.0, rejoin_window=0.0,
+                 gpus=0):
         self.clock = Clock()
         self.workers = {name: FakeWorker(name) for name in names}
+        for worker in self.workers.values():
+            worker.gpus = gpus
         self.lost_timeout = lost_timeout
         self.controller = self._controller(rejoin_window)
         for worker in self.workers.values():
@@ -314,3 +320,31 @@ def test_a_worker_leaving_on_purpose_moves_its_replicas_at_once():
         assert [r.index for r in plan.launches] == [0]
         assert cluster.placement()[0][0] != home and cluster.placement()[0][1] == "READY"
     asyncio.run(run())
+
+
+def test_memory_per_replica_places_by_free_gpu_memory_and_says_what_is_short():
+    async def run():
+        cluster = Cluster(gpus=1)
+        await launch(cluster, replica=3, n_gpu=1, memory_per_replica=20 * GIB)
+        placement = cluster.placement()
+        assert sorted(w for w, _ in placement.values()) == ["w1:1", "w2:1", "w3:1"]
+        records = cluster.controller.replica_dicts("m")
+        assert {r["memory"] for r in records} == {20 * GIB} and {tuple(r["gpu_idx"]) for r in records} == {(0,)}
+        spec = next(iter(cluster.workers["w1:1"].replicas.values()))
+        assert "memory_per_replica" not in spec.engine_config.options
+        assert spec.gpu_idx == [0]
+        with pytest.raises(ResourceExhaustedError, match=r"20.0 GiB free.*4.0 GiB free"):
+            await cluster.controller.add_replicas("m", 1)
+        assert cluster.controller.state.replicas.model("m").request.replica == 3
+    asyncio.run(run())
+
+
+def test_memory_estimate_follows_size_and_quantization():
+    from xinference.model.engines.base import EngineConfig
+
+    def estimate(fmt, size, quant):
+        return estimate_memory(EngineConfig("u", "LLM", "n", "e", fmt, "", quant, size))
+    assert 0.07 * GIB < estimate("ggufv2", "0_135", "Q4_1") < 0.1 * GIB
+    assert estimate("pytorch", "7", "none") > 3 * estimate("ggufv2", "7", "Q4_K_M")
+    assert estimate("gptq", "7", "Int4") < estimate("pytorch", "7", "8-bit") < estimate("pytorch", "7", "none")
+    assert estimate("pytorch", None, "none") is None

@@ -8,6 +8,8 @@ from .. import __version__
 from ..settings import Settings
 from .errors import install_error_handlers
 from .gateway import Gateway
+from .metrics import GatewayMetrics, MetricsMiddleware
+from .metrics import router as metrics_router
 from .routes_admin import router as admin_router
 from .routes_openai import router as openai_router
 from .routes_registrations import router as registrations_router
@@ -20,6 +22,10 @@ def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
     app.state.gateway = Gateway(supervisor_address, settings)
     install_error_handlers(app)
     app.include_router(openai_router)
-    app.include_router(admin_router)
     app.include_router(registrations_router)
+    app.include_router(admin_router)
+    if not settings.disable_metrics:
+        app.state.metrics = GatewayMetrics()
+        app.include_router(metrics_router)
+        app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app

@@ -44,3 +44,15 @@ async def register_model(model_type: str, body: RegisterModelRequest):
 async def unregister_model(model_type: str, model_name: str):
     unregister_custom_model(model_type, model_name)
     return {"model_type": model_type, "model_name": model_name}
+
+
+@router.get("/v1/models/vllm-supported")
+async def vllm_supported_models():
+    """LLM families the vLLM engine's rules accept (format and platform aside)."""
+    from ..model.engines.registry import find_engine
+    from ..model.registry import get_registry
+
+    families = find_engine("LLM", "vLLM").families or ()
+    names = [f.model_name for f in get_registry().list("LLM")
+             if (f.model_family or "").lower() in families or f.model_name.lower() in families]
+    return {"model_names": sorted(names)}

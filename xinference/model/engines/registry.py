@@ -128,7 +128,8 @@ def _package_missing(entry: EngineEntry) -> Optional[str]:
 
 def has_cuda_device() -> bool:
     """A CUDA device is visible, judged without importing torch."""
-    return os.path.exists("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
+    gpus = "/proc/driver/nvidia/gpus"
+    return os.path.isdir(gpus) and bool(os.listdir(gpus))
 
 
 def check_engine(entry: EngineEntry, model_format: str, quantization: Optional[str],
