@@ -163,7 +163,8 @@ def test_killed_worker_replica_comes_back_elsewhere_and_no_request_fails(cluster
     assert answers == [f"echo: {i} {long_prompt}" for i in range(6)]
     retries = _count_in_logs(cluster.home, "retrying on another replica")
     assert retries >= 1, "no request was in flight on the killed replica"
-    FIGURES.update(burst_retries=retries, worker_loss_detected_s=round(detected, 2), replica_back_ready_s=round(ready, 2),
+    FIGURES.update(burst_retries=retries, worker_loss_detected_s=round(detected, 2),
+                   replica_back_ready_s=round(ready, 2),
                    worker_kill_load=summary)
     bad = [o for o in outcomes if o.kind not in ("ok", "cut")]
     assert not bad, f"{summary}: {bad[:5]}"

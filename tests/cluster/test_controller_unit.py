@@ -39,13 +39,18 @@ class FakeWorker:
         self.dead = False
         self.launches = 0
         self.gpus = 0
+        self.loading = {}
 
     async def launch_replica(self, spec):
         self.launches += 1
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail:
-            raise ModelLaunchError(self.fail)
+        self.loading[spec.replica_uid] = spec
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            if self.fail:
+                raise ModelLaunchError(self.fail)
+        finally:
+            self.loading.pop(spec.replica_uid, None)
         self.replicas[spec.replica_uid] = spec
         return {"address": f"{self.address}/{spec.replica_uid}", "pid": 4242}
 
@@ -60,8 +65,11 @@ class FakeWorker:
                 spec.manifest = manifest
 
     def reports(self):
-        return [ReplicaReport(uid, s.engine_config.model_uid, s.index, list(s.gpu_idx or []), True,
-                              f"{self.address}/{uid}", 4242, s) for uid, s in self.replicas.items()]
+        ready = [ReplicaReport(uid, s.engine_config.model_uid, s.index, list(s.gpu_idx or []),
+                               True, f"{self.address}/{uid}", 4242, s)
+                 for uid, s in self.replicas.items()]
+        return ready + [ReplicaReport(uid, s.engine_config.model_uid, s.index, [], False, None,
+                                      None, s) for uid, s in self.loading.items()]
 
     def resources(self):
         gpus = [GpuInfo(i, "GPU", 24 * GIB, 24 * GIB) for i in range(self.gpus)]
@@ -302,7 +310,8 @@ def test_process_death_is_failed_with_its_reason_and_not_relaunched():
     async def run():
         cluster = Cluster()
         await launch(cluster, replica=1)
-        cluster.controller.report_replica_failed("m", "m-0", "the model process was killed by SIGKILL")
+        cluster.controller.report_replica_failed("m", "m-0",
+                                                 "the model process was killed by SIGKILL")
         assert cluster.placement()[0][1] == "FAILED"
         assert (await cluster.controller.check())[1].launches == []
         assert "SIGKILL" in cluster.controller.describe_model("m")["error"]
@@ -329,7 +338,8 @@ def test_memory_per_replica_places_by_free_gpu_memory_and_says_what_is_short():
         placement = cluster.placement()
         assert sorted(w for w, _ in placement.values()) == ["w1:1", "w2:1", "w3:1"]
         records = cluster.controller.replica_dicts("m")
-        assert {r["memory"] for r in records} == {20 * GIB} and {tuple(r["gpu_idx"]) for r in records} == {(0,)}
+        assert {r["memory"] for r in records} == {20 * GIB}
+        assert {tuple(r["gpu_idx"]) for r in records} == {(0,)}
         spec = next(iter(cluster.workers["w1:1"].replicas.values()))
         assert "memory_per_replica" not in spec.engine_config.options
         assert spec.gpu_idx == [0]
@@ -346,5 +356,70 @@ def test_memory_estimate_follows_size_and_quantization():
         return estimate_memory(EngineConfig("u", "LLM", "n", "e", fmt, "", quant, size))
     assert 0.07 * GIB < estimate("ggufv2", "0_135", "Q4_1") < 0.1 * GIB
     assert estimate("pytorch", "7", "none") > 3 * estimate("ggufv2", "7", "Q4_K_M")
-    assert estimate("gptq", "7", "Int4") < estimate("pytorch", "7", "8-bit") < estimate("pytorch", "7", "none")
+    assert estimate("gptq", "7", "Int4") < estimate("pytorch", "7", "8-bit")
+    assert estimate("pytorch", "7", "8-bit") < estimate("pytorch", "7", "none")
     assert estimate("pytorch", None, "none") is None
+
+
+def test_a_worker_dying_during_a_launch_leaves_the_replica_lost_and_it_is_placed_again():
+    async def run():
+        cluster = Cluster(names=("w1:1", "w2:1"), lost_timeout=3)
+        cluster.workers["w2:1"].dead = True
+        await launch(cluster, replica=2)
+        states = {w: s for w, s in cluster.placement().values()}
+        assert states == {"w1:1": "READY", "w2:1": "LOST"}
+        cluster.clock.advance(4)
+        cluster.heartbeat_all()
+        lost, plan = await cluster.controller.check()
+        await settle()
+        assert lost == ["w2:1"] and [r.index for r in plan.launches] == [1]
+        assert {w for w, _ in cluster.placement().values()} == {"w1:1"}
+        assert {s for _, s in cluster.placement().values()} == {"READY"}
+    asyncio.run(run())
+
+
+def test_replica_still_loading_across_a_supervisor_restart_is_settled_by_heartbeats():
+    async def run():
+        cluster = Cluster(names=("w1:1", "w2:1"), lost_timeout=5)
+        for worker in cluster.workers.values():
+            worker.gate = asyncio.Event()
+        await launch(cluster, replica=2, wait=False)
+        await settle()
+        cluster.restart(rejoin_window=5)
+        ctl = cluster.controller
+        for name, worker in cluster.workers.items():
+            assert ctl.register_worker(name, worker.resources(), worker.reports()) == []
+        assert {s for _, s in cluster.placement().values()} == {"LAUNCHING"}
+        cluster.workers["w1:1"].gate.set()  # w1 finishes loading; w2's load fails
+        cluster.workers["w2:1"].fail = "weights corrupt"
+        cluster.workers["w2:1"].gate.set()
+        await settle()
+        for name, worker in cluster.workers.items():
+            assert ctl.heartbeat(name, worker.resources(), worker.reports())
+        states = {w: s for w, s in cluster.placement().values()}
+        assert states == {"w1:1": "READY", "w2:1": "LOST"}
+        ready = next(r for r in ctl.replica_dicts("m") if r["status"] == "READY")
+        assert ready["address"] == f"w1:1/{ready['replica_uid']}"
+        cluster.clock.advance(6)
+        cluster.workers["w2:1"].fail = None
+        cluster.heartbeat_all()
+        _, plan = await ctl.check()
+        await settle()
+        assert len(plan.launches) == 1 and {s for _, s in cluster.placement().values()} == {"READY"}
+    asyncio.run(run())
+
+
+def test_registration_during_a_launch_does_not_lose_the_replica_being_launched():
+    async def run():
+        cluster = Cluster(names=("w1:1",))
+        worker = cluster.workers["w1:1"]
+        worker.gate = asyncio.Event()
+        await launch(cluster, replica=1, wait=False)
+        # The worker's report was taken before the launch call reached it.
+        assert cluster.controller.register_worker("w1:1", worker.resources(), []) == []
+        assert cluster.controller.heartbeat("w1:1", worker.resources(), [])
+        assert cluster.placement()[0][1] == "LAUNCHING"
+        worker.gate.set()
+        await settle()
+        assert cluster.placement()[0][1] == "READY"
+    asyncio.run(run())

@@ -1,4 +1,4 @@
-"""The gateway without xoscar: retry on another replica before the first token, draining, dead marks."""
+"""The gateway without xoscar: retry before the first token, draining, dead marks."""
 
 import asyncio
 

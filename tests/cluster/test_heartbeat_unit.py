@@ -22,10 +22,12 @@ class FakeSupervisor:
         stop, self.terminate = self.terminate, []
         return {"terminate": stop, "heartbeat_interval": 0.25}
 
-    async def heartbeat(self, address, resources):
+    async def heartbeat(self, address, resources, replicas):
         if self.down:
             raise ConnectionRefusedError("Connect call failed")
         self.heartbeats += 1
+        assert all(r.spec is None for r in replicas)  # heartbeats stay small
+        self.beat_replicas = [r.replica_uid for r in replicas]
         return address in self.known
 
 
@@ -57,6 +59,7 @@ def test_registers_then_heartbeats_and_takes_the_supervisors_interval():
         assert await loop.step() is True
     asyncio.run(run())
     assert supervisor.registrations == [["m-0"]] and supervisor.heartbeats == 2
+    assert supervisor.beat_replicas == ["m-0"]
     assert loop.interval == 0.25 and loop.registered and resets == []
 
 

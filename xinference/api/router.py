@@ -132,8 +132,9 @@ class ReplicaRouter:
     async def model_type(self, model_uid: str) -> str:
         return (await self._entry(model_uid)).model_type
 
-    async def pick(self, model_uid: str, exclude: Collection[Tuple[str, str]] = ()) -> ReplicaHandle:
-        """The least busy usable replica not in ``exclude``; ModelUnavailableError saying why none."""
+    async def pick(self, model_uid: str,
+                   exclude: Collection[Tuple[str, str]] = ()) -> ReplicaHandle:
+        """The least busy usable replica not in ``exclude``; ModelUnavailableError says why none."""
         entry = await self._entry(model_uid)
         candidates = [h for h in entry.replicas if h.key not in exclude and self._live(h)]
         if not candidates and entry.replicas:
@@ -185,7 +186,8 @@ class ReplicaRouter:
         self.forget(model_uid)
         deadline = time.monotonic() + timeout
         while True:
-            busy = sum(h.outstanding for h in self._handles.values() if h.replica_uid == replica_uid)
+            busy = sum(h.outstanding for h in self._handles.values()
+                       if h.replica_uid == replica_uid)
             if busy == 0 or time.monotonic() >= deadline:
                 return busy
             await asyncio.sleep(0.05)

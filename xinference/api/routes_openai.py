@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict
+import asyncio
+from typing import Any, Awaitable, Dict
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from .errors import classify
 from .gateway import Gateway
@@ -20,14 +21,46 @@ def _gateway(request: Request) -> Gateway:
     return request.app.state.gateway
 
 
-async def _generate(gateway: Gateway, body: Dict[str, Any], unary: str, streaming: str):
+_GONE = object()
+
+
+async def _until_disconnect(request: Request) -> None:
+    """Return once the HTTP client has gone away (the body has been read already)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_client_leaves(request: Request, awaitable: Awaitable) -> Any:
+    """The result of ``awaitable``, or ``_GONE`` if the client disconnected first.
+
+    Leaving cancels the work, which reaches the replica and stops the generation:
+    a client that gives up (a timeout) does not keep a slot busy.
+    """
+    work = asyncio.ensure_future(awaitable)
+    watch = asyncio.ensure_future(_until_disconnect(request))
+    try:
+        await asyncio.wait({work, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+    return _GONE if work.cancelled() else work.result()
+
+
+async def _generate(gateway: Gateway, body: Dict[str, Any], unary: str, streaming: str,
+                    request: Request):
     model_uid = body["model"]
     body = gateway.cap_max_tokens(body)
     if not body.get("stream"):
-        return JSONResponse(await gateway.call(model_uid, unary, body))
+        result = await _unless_client_leaves(request, gateway.call(model_uid, unary, body))
+        return Response(status_code=499) if result is _GONE else JSONResponse(result)
     batches = gateway.stream(model_uid, streaming, body).__aiter__()
     try:
-        first = await batches.__anext__()
+        first = await _unless_client_leaves(request, batches.__anext__())
+        if first is _GONE:
+            await batches.aclose()
+            return Response(status_code=499)
     except StopAsyncIteration:
         first = []
     except Exception as exc:  # noqa: BLE001 - before any byte went out: a plain error answer
@@ -48,12 +81,14 @@ async def _generate(gateway: Gateway, body: Dict[str, Any], unary: str, streamin
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request):
-    return await _generate(_gateway(request), engine_request(body), "chat", "chat_stream")
+    return await _generate(_gateway(request), engine_request(body), "chat", "chat_stream",
+                           request)
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
-    return await _generate(_gateway(request), engine_request(body), "complete", "complete_stream")
+    return await _generate(_gateway(request), engine_request(body), "complete",
+                           "complete_stream", request)
 
 
 @router.post("/v1/embeddings")

@@ -68,7 +68,7 @@ class ReplicaRecord:
         return f"{self.model_uid}-{self.index}"
 
     def to_dict(self) -> dict:
-        """The REST shape (``status`` and ``replica_id`` are Xinference's names for state and index)."""
+        """The REST shape (``status``/``replica_id``: Xinference's names for state/index)."""
         out = dataclasses.asdict(self)
         out.update(replica_uid=self.replica_uid, replica_id=self.index, state=self.state.value,
                    status=self.state.value, gpu_idx=list(self.gpu_idx))
@@ -76,7 +76,7 @@ class ReplicaRecord:
 
 
 def wanted_indexes(count: int, removed: Collection[int] = ()) -> List[int]:
-    """The first ``count`` replica indexes not in ``removed`` (indexes of removed replicas are not reused)."""
+    """The first ``count`` replica indexes not in ``removed`` (removed ones are not reused)."""
     out: List[int] = []
     index = 0
     while len(out) < count:
@@ -408,8 +408,13 @@ class ClusterState:
         return self.workers.heartbeat(address, resources)
 
     def register_worker(self, address: str, resources: Optional[WorkerResources] = None,
-                        reported: Sequence[ReportedReplica] = ()) -> Registration:
-        """(Re-)register a worker and reconcile the replicas it reports with the table."""
+                        reported: Sequence[ReportedReplica] = (),
+                        pending: Collection[Tuple[str, int]] = ()) -> Registration:
+        """(Re-)register a worker and reconcile the replicas it reports with the table.
+
+        ``pending``: (model uid, index) of replicas whose launch on this worker is
+        under way, so not being reported yet does not make them LOST.
+        """
         result = Registration(self.workers.register(address, resources))
         reported = {(r.model_uid, r.index): r for r in reported}
         observed = [Observed(r.model_uid, r.index, r.worker_address, tracked=True)
@@ -434,7 +439,8 @@ class ClusterState:
                     rep.model_uid, rep.index, address, rep.gpu_idx, rep.memory, rep.ready))
         for record in self.replicas.records():
             key = (record.model_uid, record.index)
-            if record.worker_address == address and record.state in ACTIVE and key not in reported:
+            if (record.worker_address == address and record.state in ACTIVE
+                    and key not in reported and key not in pending):
                 result.lost.append(self.replicas.transition(
                     *key, ReplicaState.LOST, f"worker {address} came back without it"))
         return result

@@ -39,6 +39,13 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+def worker_unreachable(exc: BaseException) -> bool:
+    """The call failed because the worker's process could not be reached (not a model error)."""
+    return not isinstance(exc, XinferenceError) and (
+        isinstance(exc, ConnectionError)
+        or type(exc).__name__ in ("ServerClosed", "ActorNotExist", "TimeoutError"))
+
+
 def _bits_per_weight(model_format: str, quantization: Optional[str]) -> float:
     quant = (quantization or "none").lower()
     match = re.match(r"i?q(\d+)", quant) if model_format.lower().startswith("gguf") else None
@@ -101,6 +108,7 @@ class ClusterController:
         self.local_address = local_address
         self._tasks: Set[asyncio.Task] = set()
         self._unplaced: Set[Tuple[str, int]] = set()
+        self._launching: Set[Tuple[str, int, str]] = set()
 
     # --- helpers -----------------------------------------------------------------------------
 
@@ -138,7 +146,7 @@ class ClusterController:
                            model.manifest(entry.request.replica, entry.removed))
 
     def _live_record(self, record: ReplicaRecord) -> Optional[ReplicaRecord]:
-        """The table's record for ``record``'s replica if it still means that copy on that worker."""
+        """The table's record for this replica if it still means the copy on that worker."""
         if not self.state.replicas.has_model(record.model_uid):
             return None
         current = self.state.replicas.get(record.model_uid, record.index)
@@ -148,8 +156,20 @@ class ClusterController:
 
     # --- launching and stopping replicas -----------------------------------------------------
 
-    async def _start(self, record: ReplicaRecord) -> ReplicaRecord:
-        """Start one LAUNCHING replica on its worker; it ends READY, FAILED or stopped."""
+    def _start(self, record: ReplicaRecord) -> Awaitable[ReplicaRecord]:
+        """The launch of one LAUNCHING replica, counted as this supervisor's from now on."""
+        key = (record.model_uid, record.index, record.worker_address)
+        self._launching.add(key)
+        return self._launch(record, key)
+
+    async def _launch(self, record: ReplicaRecord, key: Tuple[str, int, str]) -> ReplicaRecord:
+        """Start the replica on its worker; it ends READY, FAILED, LOST or stopped."""
+        try:
+            return await self._launch_on_worker(record)
+        finally:
+            self._launching.discard(key)
+
+    async def _launch_on_worker(self, record: ReplicaRecord) -> ReplicaRecord:
         model = self.model(record.model_uid)
         spec = self._spec(model, record)
         try:
@@ -160,8 +180,10 @@ class ClusterController:
         except Exception as exc:  # noqa: BLE001 - the cause goes into the record
             reason = describe_error(exc)
             current = self._live_record(record)
-            if current is not None and current.state is not S.READY:
-                self.state.replicas.transition(record.model_uid, record.index, S.FAILED, reason)
+            if current is not None and current.state is S.LAUNCHING:
+                # An unreachable worker is not the model's fault: LOST is placed again.
+                state = S.LOST if worker_unreachable(exc) else S.FAILED
+                self.state.replicas.transition(record.model_uid, record.index, state, reason)
             logger.error("Replica %s failed to launch on %s: %s", record.replica_uid,
                          record.worker_address, reason)
             raise
@@ -333,7 +355,8 @@ class ClusterController:
                     self._rebuild(report.spec)
         reported = [ReportedReplica(r.model_uid, r.index, tuple(r.gpu_idx or ()), None, r.ready)
                     for r in reports]
-        result = self.state.register_worker(address, resources, reported)
+        pending = {(uid, index) for uid, index, worker in self._launching if worker == address}
+        result = self.state.register_worker(address, resources, reported, pending)
         by_key = {(r.model_uid, r.index): r for r in reports}
         for record in result.adopted:
             report = by_key[(record.model_uid, record.index)]
@@ -347,8 +370,35 @@ class ClusterController:
             logger.warning("Replica %s is gone from %s", record.replica_uid, address)
         return stop
 
-    def heartbeat(self, address: str, resources: Optional[WorkerResources] = None) -> bool:
-        return self.state.heartbeat(address, resources)
+    def heartbeat(self, address: str, resources: Optional[WorkerResources] = None,
+                  reports: Optional[Sequence[ReplicaReport]] = None) -> bool:
+        """Record a heartbeat; False tells the worker to register again (with its replicas).
+
+        ``reports`` (the replicas the worker runs or loads) settle the LAUNCHING
+        replicas on it that no launch of this supervisor waits for: those of a
+        previous supervisor's launches, adopted while still loading.
+        """
+        known = self.state.heartbeat(address, resources)
+        if known and reports is not None:
+            self._settle_adopted_launches(address, reports)
+        return known
+
+    def _settle_adopted_launches(self, address: str, reports: Sequence[ReplicaReport]) -> None:
+        by_uid = {r.replica_uid: r for r in reports}
+        for record in self.state.replicas.records():
+            key = (record.model_uid, record.index, address)
+            if (record.worker_address != address or record.state is not S.LAUNCHING
+                    or key in self._launching):
+                continue
+            report = by_uid.get(record.replica_uid)
+            if report is None:
+                self.state.replicas.transition(record.model_uid, record.index, S.LOST,
+                                               f"worker {address} no longer runs it")
+            elif report.ready and report.address:
+                record.address, record.pid = report.address, report.pid
+                self.state.replicas.transition(record.model_uid, record.index, S.READY)
+                logger.info("Replica %s READY on %s (finished loading)", record.replica_uid,
+                            address)
 
     def unregister_worker(self, address: str) -> None:
         """A worker leaving on purpose: lost at once, so its replicas move now."""

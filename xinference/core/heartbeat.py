@@ -11,6 +11,7 @@ registers again, with its replicas, as soon as the supervisor answers.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
@@ -55,8 +56,9 @@ class HeartbeatLoop:
             if not self.registered:
                 await self._register(supervisor, resources)
                 return True
-            known = await asyncio.wait_for(supervisor.heartbeat(self.address, resources),
-                                           self.timeout)
+            light = [dataclasses.replace(r, spec=None) for r in self._reports()]
+            known = await asyncio.wait_for(
+                supervisor.heartbeat(self.address, resources, light), self.timeout)
             if not known:
                 logger.warning("The supervisor does not know this worker (%s); registering "
                                "again with its replicas", self.address)

@@ -26,7 +26,7 @@ LAUNCH_FIELDS = (
 
 
 class ReplicaState(str, enum.Enum):
-    """``LAUNCHING -> READY -> FAILED | LOST -> TERMINATING -> removed`` (LOST -> READY on rejoin)."""
+    """``LAUNCHING -> READY -> FAILED | LOST -> TERMINATING -> removed``; LOST -> READY again."""
 
     LAUNCHING = "LAUNCHING"
     READY = "READY"

@@ -34,7 +34,7 @@ def _resources(data: Optional[Dict[str, Any]]) -> Optional[WorkerResources]:
 
 
 def monitor_period(heartbeat_interval: float, lost_timeout: float) -> float:
-    """How often the supervisor looks for silent workers (a worker is lost within timeout + this)."""
+    """How often to look for silent workers (a worker is lost within timeout + this)."""
     return max(0.05, min(heartbeat_interval, lost_timeout / 4))
 
 
@@ -99,13 +99,14 @@ class SupervisorActor(xo.StatelessActor):
 
     async def register_worker(self, address: str, resources: Optional[Dict[str, Any]] = None,
                               replicas: Sequence[ReplicaReport] = ()) -> Dict[str, Any]:
-        """A worker (re-)joins; the answer lists the replicas it must stop and the heartbeat period."""
+        """A worker (re-)joins; answers the replicas it must stop and the heartbeat period."""
         stop = self._controller.register_worker(address, _resources(resources), list(replicas))
         return {"terminate": stop, "heartbeat_interval": self._heartbeat_interval}
 
-    async def heartbeat(self, address: str, resources: Optional[Dict[str, Any]] = None) -> bool:
+    async def heartbeat(self, address: str, resources: Optional[Dict[str, Any]] = None,
+                        replicas: Optional[Sequence[ReplicaReport]] = None) -> bool:
         """False means "unknown or lost worker: register again with your replicas"."""
-        return self._controller.heartbeat(address, _resources(resources))
+        return self._controller.heartbeat(address, _resources(resources), replicas)
 
     async def unregister_worker(self, address: str) -> None:
         self._controller.unregister_worker(address)

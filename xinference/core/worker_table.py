@@ -81,7 +81,8 @@ class WorkerTable:
         lost = []
         for address in sorted(self._entries):
             entry = self._entries[address]
-            if entry.status is WorkerStatus.ALIVE and now - entry.last_heartbeat > self.lost_timeout:
+            silent = now - entry.last_heartbeat
+            if entry.status is WorkerStatus.ALIVE and silent > self.lost_timeout:
                 entry.status, entry.lost_at = WorkerStatus.LOST, now
                 lost.append(address)
         return lost
@@ -90,7 +91,7 @@ class WorkerTable:
         self._entries.pop(address, None)
 
     def mark_lost(self, address: str) -> bool:
-        """Mark ``address`` LOST now (it said goodbye, or it is known dead); True if it was ALIVE."""
+        """Mark ``address`` LOST now (it said goodbye); True if it was ALIVE."""
         entry = self._entries.get(address)
         if entry is None or entry.status is not WorkerStatus.ALIVE:
             return False
@@ -109,4 +110,5 @@ class WorkerTable:
 
     def alive_resources(self) -> List[WorkerResources]:
         """Resources of the ALIVE workers that have reported them, by address."""
-        return [e.resources for e in self.entries() if e.status is WorkerStatus.ALIVE and e.resources]
+        return [e.resources for e in self.entries()
+                if e.status is WorkerStatus.ALIVE and e.resources]

@@ -38,7 +38,7 @@ from ..llm.chat_template import choose_chat_template, compile_template, render_c
 from ..llm.grammar import response_format_schema
 from ..llm.params import SamplingParams, sampling_params_from_request
 from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
-from ..llm.tool_calls import FORMATS, tool_names
+from ..llm.tool_calls import FORMATS, forced_call_schema, tool_names
 from .base import LLMEngine
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -254,9 +254,10 @@ class DeltaEngine(LLMEngine):
             params = replace(params, stop=params.stop + self.stop_strings)
         budgets = [params.token_budget(len(p), self.context_length) for p in prompts]
         options = request.get("stream_options") or {}
+        schema = extra.pop("schema", None) or response_format_schema(request.get("response_format"))
         job = Job(str(request.get("request_id") or P.new_request_id()), prompts, params, budgets,
-                  P.now(), schema=response_format_schema(request.get("response_format")),
-                  include_usage=bool(options.get("include_usage")), **extra)
+                  P.now(), schema=schema, include_usage=bool(options.get("include_usage")),
+                  **extra)
         self._prepare(job)
         return job
 
@@ -294,12 +295,16 @@ class DeltaEngine(LLMEngine):
                                       specials, kwargs)
         tags = reasoning_tags(self.config.family or {}, self.chat_template)
         fmt = (self.config.family or {}).get("tool_call_format") or "auto"
+        # tool_choice "required" or a named function: the backend's JSON guidance makes calls
+        forced = forced_call_schema(tools, request.get("tool_choice"))
+        if forced:
+            fmt = "json"
         return self._job(
             request, "chat", [self._encode(prompt, special=False)], reasoning=tags,
             in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
-                          and not request.get("response_format")),
+                          and not request.get("response_format") and not forced),
             tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,
-            tool_names=tool_names(tools))
+            tool_names=tool_names(tools), schema=forced)
 
     def _completion_job(self, request: Dict[str, Any]) -> Job:
         prompt = request.get("prompt")

@@ -5,8 +5,8 @@ thread. A streamed call hands every chunk to a callback feeding an asyncio queue
 the callback returning True stops the slot: that is how closed and aborted streams
 end. Filled in where llama.cpp falls short of OpenAI: ``n`` > 1 and prompt lists run
 as separate calls with merged choices and usage, completion ``logprobs`` take the
-legacy shape, ``echo`` works, and a request with ``request_id`` is streamed inside
-so that abort() can stop it.
+legacy shape, ``echo`` works, and whole (non-streamed) answers are streamed inside
+and gathered, so that a cancelled caller or abort() stops them too.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set
 
 from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
                        RequestAbortedError, XinferenceError)
+from ..llm.assembler import content_calls_as_tool_calls
+from ..llm.tool_calls import forced_call_schema, tool_names
 from .base import EngineConfig, LLMEngine
 
 DEFAULT_CTX, MIN_SLOT_CTX, DEFAULT_SLOTS = 4096, 1024, 4
@@ -159,14 +161,6 @@ def _error_from(err: Any) -> XinferenceError:
     if code == 503:
         return ModelUnavailableError(message)
     return XinferenceError(f"llama.cpp: {message}")
-
-
-def _checked(result: Any) -> Dict[str, Any]:
-    if not isinstance(result, dict):
-        raise XinferenceError(f"llama.cpp returned {type(result).__name__}, not a JSON object")
-    if "error" in result or ("choices" not in result and "message" in result):
-        raise _error_from(result.get("error", result))
-    return result
 
 
 def _invoke(fn: Callable, payload: Dict[str, Any], *callback: Callable) -> Any:
@@ -350,7 +344,7 @@ class LlamaCppEngine(LLMEngine):
         return await self._whole(request, "text")
 
     def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        return self._stream(request, "chat")
+        return self._chunks(request, "chat")
 
     def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
         return self._stream(request, "text")
@@ -373,6 +367,11 @@ class LlamaCppEngine(LLMEngine):
     def _jobs(self, request: Dict[str, Any], kind: str) -> List[_Job]:
         """One llama.cpp call per choice: ``n`` times each prompt, in OpenAI's order."""
         body = {k: v for k, v in request.items() if k not in _DROP}
+        forced = forced_call_schema(body.get("tools"), body.get("tool_choice"))
+        if forced and kind == "chat":  # llama.cpp may not enforce it: its JSON grammar does
+            body.pop("tool_choice")
+            body.pop("response_format", None)
+            body["json_schema"] = forced
         if "max_completion_tokens" in body:
             body["max_tokens"] = body.pop("max_completion_tokens")
         n = 1 if request.get("n") is None else request["n"]
@@ -420,25 +419,18 @@ class LlamaCppEngine(LLMEngine):
         offsets[choice["index"]] = offset + len(text)
 
     async def _whole(self, request: Dict[str, Any], kind: str) -> Dict[str, Any]:
+        """Streamed inside: a blocking llama.cpp call cannot be stopped, a stream can (when
+        the caller is cancelled, e.g. its client went away, or abort() names its request)."""
         jobs = self._jobs(request, kind)
-        if request.get("request_id"):  # streamed inside, so that abort() can stop it
-            return await self._collect(self._stream(request, kind, jobs, usage=True), kind)
-        fn, loop = self._handler(kind), asyncio.get_running_loop()
-        calls = [loop.run_in_executor(self._executor, _invoke, fn, job.payload) for job in jobs]
-        results = [_checked(r) for r in await asyncio.gather(*calls)]
-        out, total, seen, choices = results[0], {}, set(), []
-        for job, result in zip(jobs, results):
-            _add_usage(total, seen, job.group, result.get("usage") or {})
-            for choice in result["choices"]:
-                if len(jobs) > 1:
-                    choice["index"] = job.index
-                self._fix_choice(choice, job, kind, {})
-                choices.append(choice)
-        out["choices"] = choices
-        if len(jobs) > 1:
-            out["usage"] = total
-            out.pop("timings", None)
-        return self._meta(out, kind)
+        return await self._collect(self._chunks(request, kind, jobs, usage=True), kind)
+
+    def _chunks(self, request: Dict[str, Any], kind: str, jobs: Optional[List[_Job]] = None,
+                usage: Optional[bool] = None) -> AsyncIterator[Dict[str, Any]]:
+        """The stream, with forced tool calls (see :meth:`_jobs`) turned into ``tool_calls``."""
+        stream = self._stream(request, kind, jobs, usage)
+        if kind == "chat" and forced_call_schema(request.get("tools"), request.get("tool_choice")):
+            return content_calls_as_tool_calls(stream, tool_names(request.get("tools")))
+        return stream
 
     async def _stream(self, request: Dict[str, Any], kind: str, jobs: Optional[List[_Job]] = None,
                       usage: Optional[bool] = None) -> AsyncIterator[Dict[str, Any]]:

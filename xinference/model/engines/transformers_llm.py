@@ -33,7 +33,7 @@ from ..llm.chat_template import choose_chat_template, compile_template, render_c
 from ..llm.grammar import JsonGrammar, response_format_schema
 from ..llm.params import SamplingParams, sampling_params_from_request
 from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
-from ..llm.tool_calls import FORMATS, tool_names
+from ..llm.tool_calls import FORMATS, forced_call_schema, tool_names
 from .base import LLMEngine
 
 _ABORTED = object()
@@ -205,19 +205,21 @@ class TransformersEngine(LLMEngine):
             params = replace(params, stop=params.stop + self._stop_strings)
         return params
 
-    def _grammar_for(self, request: Dict[str, Any]) -> Optional[str]:
+    def _grammar_for(self, request: Dict[str, Any], forced: Optional[tuple]) -> Optional[str]:
+        if forced:  # (schema, tool format): tool_choice demands a call
+            return self._grammar.compile_calls(*forced)
         schema = response_format_schema(request.get("response_format"))
         return None if schema is None else self._grammar.compile(schema)
 
     def _prepared(self, request: Dict[str, Any], prompts: List[List[int]], params: SamplingParams,
-                  **extra: Any) -> _Prepared:
+                  forced: Optional[tuple] = None, **extra: Any) -> _Prepared:
         if self.scheduler is None:
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
         budgets = [params.token_budget(len(p), self.context_length) for p in prompts]
         options = request.get("stream_options") or {}
         return _Prepared(str(request.get("request_id") or P.new_request_id()), prompts, params,
                          budgets, P.now(), include_usage=bool(options.get("include_usage")),
-                         grammar=self._grammar_for(request), **extra)
+                         grammar=self._grammar_for(request, forced), **extra)
 
     def _tools(self, request: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
         tools, choice = request.get("tools"), request.get("tool_choice")
@@ -257,13 +259,16 @@ class TransformersEngine(LLMEngine):
                                       specials, kwargs)
         params = self._params(request, "chat")
         tags = reasoning_tags(self.config.family, self.chat_template)
-        fmt = self.config.family.get("tool_call_format") or "auto"
+        fmt = self.config.family.get("tool_call_format")
+        fmt = fmt if fmt in FORMATS else "auto"
+        forced = forced_call_schema(tools, request.get("tool_choice"))
+        if forced:  # "required" or a named function: a grammar makes the answer calls
+            fmt = "hermes" if fmt == "hermes" else "json"
         return self._prepared(
-            request, [self._encode(prompt, special=False)], params, reasoning=tags,
+            request, [self._encode(prompt, special=False)], params, forced and (forced, fmt),
+            reasoning=tags, tool_format=fmt if tools else None, tool_names=tool_names(tools),
             in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
-                          and not request.get("response_format")),
-            tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,
-            tool_names=tool_names(tools))
+                          and not request.get("response_format") and not forced))
 
     def _prepare_completion(self, request: Dict[str, Any]) -> Tuple[_Prepared, List[str]]:
         prompt = request.get("prompt")

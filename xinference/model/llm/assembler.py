@@ -10,7 +10,7 @@ gathers the whole ``message`` for non-streamed responses, so both paths agree.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, AsyncIterator, Dict, Iterable, List, Optional, Tuple
 
 from .protocol import chat_message
 from .reasoning import ReasoningParser
@@ -105,3 +105,37 @@ class ChatDeltaAssembler:
     def _content_delta(self, text: str) -> Dict[str, Any]:
         self._content.append(text)
         return {"content": text}
+
+
+def _reshaped(choice: Dict[str, Any], assembler: ChatDeltaAssembler) -> List[Dict[str, Any]]:
+    delta = dict(choice.get("delta") or {})
+    reason = choice.get("finish_reason")
+    deltas = assembler.feed(delta.pop("content", None) or "")
+    if reason:
+        deltas += assembler.finish()
+    items = ([dict(delta, content=None)] if delta else []) + deltas
+    out = [dict(choice, delta=d, finish_reason=None) for d in items]
+    if reason:
+        out.append(dict(choice, delta={}, logprobs=None,
+                        finish_reason=assembler.finish_reason(reason)))
+    for later in out[1:]:
+        later["logprobs"] = None
+    return out
+
+
+async def content_calls_as_tool_calls(chunks: AsyncIterator[Dict[str, Any]],
+                                      names: Optional[Iterable[str]]
+                                      ) -> AsyncIterator[Dict[str, Any]]:
+    """Chat chunks whose ``content`` is JSON tool calls (an engine made to write them for a
+    forced ``tool_choice``), re-shaped the way OpenAI streams calls: ``delta.tool_calls``
+    entries and finish reason ``tool_calls``. Chunks without choices pass unchanged."""
+    assemblers: Dict[int, ChatDeltaAssembler] = {}
+    async for chunk in chunks:
+        if not chunk.get("choices"):
+            yield chunk
+            continue
+        for choice in chunk["choices"]:
+            assembler = assemblers.setdefault(
+                choice.get("index", 0), ChatDeltaAssembler(tool_format="json", tool_names=names))
+            for part in _reshaped(choice, assembler):
+                yield dict(chunk, choices=[part])

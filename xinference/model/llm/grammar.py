@@ -16,6 +16,7 @@ import threading
 from typing import Any, Iterable, Mapping, Optional
 
 from ...errors import InvalidRequestError
+from .tool_calls import HERMES_CLOSE, HERMES_OPEN
 
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
                  "lenient": True}
@@ -65,20 +66,49 @@ class JsonGrammar:
                     self._hf, n_vocab=self.vocab_size, eos_token=self._eos or None)
             return self._tokenizer
 
-    def compile(self, schema: Mapping[str, Any]) -> str:
+    def compile(self, schema: Mapping[str, Any], param: str = "response_format") -> str:
         """A checked grammar for ``schema``; bad schemas give :class:`InvalidRequestError`."""
+        from llguidance import LLMatcher
+
+        return self._checked(lambda: LLMatcher.grammar_from_json_schema(
+            json.dumps(schema), defaults=_JSON_OPTIONS), param)
+
+    def compile_calls(self, schema: Mapping[str, Any], fmt: str) -> str:
+        """A grammar that makes the answer the tool calls ``schema`` describes.
+
+        ``schema`` comes from :func:`~.tool_calls.forced_call_schema`. With the
+        ``hermes`` format the calls are written the model's own way, each
+        ``<tool_call>\\n{json}\\n</tool_call>`` (the tags as their single tokens
+        when the vocabulary has them); otherwise the answer is the plain JSON.
+        """
+        if fmt != "hermes":
+            return self.compile(schema, param="tools")
+        from llguidance import LLMatcher
+
+        many = schema.get("type") == "array"
+        call = dict(schema["items"] if many else schema, **{"x-guidance": _JSON_OPTIONS})
+        start = 'start: call ("\\n" call)*' if many else "start: call"
+        tags = f'{self._literal(HERMES_OPEN)} "\\n" obj "\\n" {self._literal(HERMES_CLOSE)}'
+        lark = f"{start}\ncall: {tags}\nobj: %json {json.dumps(call)}\n"
+        return self._checked(lambda: LLMatcher.grammar_from_lark(lark), "tools")
+
+    def _literal(self, text: str) -> str:
+        """A tag as its own token when the tokenizer has one (``<[id]>``), else as text."""
+        token_id = self._hf.get_added_vocab().get(text)
+        return f"<[{token_id}]>" if token_id is not None else json.dumps(text)
+
+    def _checked(self, build, param: str) -> str:
         tokenizer = self._ll_tokenizer()
         from llguidance import LLMatcher
 
         try:
-            grammar = LLMatcher.grammar_from_json_schema(json.dumps(schema), defaults=_JSON_OPTIONS)
+            grammar = build()
         except ValueError as exc:
-            raise InvalidRequestError(f"response_format schema is not valid: {exc}",
-                                      param="response_format") from None
+            raise InvalidRequestError(f"{param} schema is not valid: {exc}", param=param) from None
         failed, messages = LLMatcher.validate_grammar_with_warnings(grammar, tokenizer)
         if failed:
-            raise InvalidRequestError(f"response_format schema cannot be enforced: {messages[0]}",
-                                      param="response_format")
+            raise InvalidRequestError(f"{param} schema cannot be enforced: {messages[0]}",
+                                      param=param)
         return grammar
 
     def matcher(self, grammar: str):

@@ -8,6 +8,9 @@ Formats (``fmt``):
   ``{"name": ..., "arguments"|"parameters": {...}}`` or a list of them.
 - ``"auto"``: both; tags anywhere, plain JSON only when the answer starts with it.
 
+:func:`forced_call_schema` turns ``tool_choice`` ``"required"`` or a named function
+into a JSON schema that engines enforce, so that a call is always made.
+
 :class:`ToolCallParser` is fed text as it streams and returns events:
 ``("content", text)`` or ``("tool_call", ToolCall)``. A block that does not parse
 as a call to a known tool is given back as content, never dropped.
@@ -62,6 +65,34 @@ def tool_names(tools: Optional[Sequence[Mapping[str, Any]]]) -> Optional[set]:
         if isinstance(fn, Mapping) and fn.get("name"):
             names.add(fn["name"])
     return names
+
+
+def _call_schema(tool: Mapping[str, Any]) -> Dict[str, Any]:
+    fn = tool.get("function") or {}
+    return {"type": "object", "additionalProperties": False, "required": ["name", "arguments"],
+            "properties": {"name": {"const": fn.get("name")},
+                           "arguments": fn.get("parameters") or {"type": "object"}}}
+
+
+def forced_call_schema(tools: Optional[Sequence[Mapping[str, Any]]],
+                       tool_choice: Any) -> Optional[Dict[str, Any]]:
+    """The JSON schema of the answer when ``tool_choice`` demands a call, else None.
+
+    ``"required"``: a non-empty list of ``{"name", "arguments"}`` calls to any of
+    ``tools``; a named function (``{"type": "function", "function": {"name"}}``): one
+    call to it. An engine enforces the schema with its grammar support and parses
+    the answer with the ``"json"`` format, so the call OpenAI guarantees is made.
+    """
+    tools = [t for t in tools or () if isinstance(t, Mapping)]
+    if not tools or not (tool_choice == "required" or isinstance(tool_choice, Mapping)):
+        return None
+    if isinstance(tool_choice, Mapping):
+        wanted = (tool_choice.get("function") or {}).get("name")
+        named = [t for t in tools if (t.get("function") or {}).get("name") == wanted]
+        return _call_schema(named[0]) if named else None
+    calls = [_call_schema(t) for t in tools]
+    return {"type": "array", "minItems": 1,
+            "items": calls[0] if len(calls) == 1 else {"anyOf": calls}}
 
 
 def _call_from_obj(obj: Any, known: Optional[set]) -> Optional[ToolCall]:
