@@ -36,6 +36,17 @@ def summarize(values: Sequence[float]) -> Dict[str, float]:
             "mean": sum(values) / len(values), "min": min(values), "max": max(values)}
 
 
+def cpu_delta(before: Dict[str, float], after: Dict[str, float],
+              per: float = 1.0, scale: float = 1000.0) -> Dict[str, float]:
+    """CPU used between two snapshots, by process role and in total, divided by ``per``.
+
+    The default ``scale`` gives milliseconds.
+    """
+    out = {k: (after[k] - before.get(k, 0.0)) * scale / per for k in after}
+    out["total"] = sum(out.values())
+    return out
+
+
 @dataclass(frozen=True)
 class Target:
     """A goal for a row: ``kind`` is delta_max, ratio_min, served_max or served_min."""

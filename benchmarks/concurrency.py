@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Dict
 
 import httpx
 
-from .common import Row
+from .common import Row, cpu_delta
 from .context import Bench
 from .streaming import has_content
 
@@ -38,6 +38,7 @@ class Tally:
     end: float
     tokens: int = 0
     requests: int = 0
+    all_tokens: int = 0
 
     def counting(self) -> bool:
         return self.start <= time.perf_counter() < self.end
@@ -57,6 +58,7 @@ async def _served_request(client: httpx.AsyncClient, body: Dict[str, Any],
         async for line in resp.aiter_lines():
             if line.startswith("data: {") and has_content(json.loads(line[6:])):
                 tally.tokens += tally.counting()
+                tally.all_tokens += 1
     tally.requests += tally.counting()
 
 
@@ -65,6 +67,7 @@ async def _direct_request(engine: Any, body: Dict[str, Any], tally: Tally) -> No
         async for chunk in chunks:
             if has_content(chunk):
                 tally.tokens += tally.counting()
+                tally.all_tokens += 1
     tally.requests += tally.counting()
 
 
@@ -90,10 +93,9 @@ async def window(send: Sender, uid: str, clients: int, warmup: float, seconds: f
     failures = [t.exception() for t in done if not t.cancelled() and t.exception()]
     if failures:
         raise RuntimeError(f"{len(failures)} clients failed: {failures[0]!r}")
-    await asyncio.sleep(PAUSE_SECONDS)
     return {"clients": clients, "seconds": seconds, "requests": tally.requests,
             "tokens": tally.tokens, "rps": tally.requests / seconds,
-            "tps": tally.tokens / seconds}
+            "tps": tally.tokens / seconds, "all_tokens": tally.all_tokens}
 
 
 async def _measure_case(bench: Bench, key: str) -> Dict[str, Any]:
@@ -111,9 +113,13 @@ async def _measure_case(bench: Bench, key: str) -> Dict[str, Any]:
         for i, clients in enumerate(plan.concurrency_levels):
             order = (("served", served), ("direct", direct))
             for side, send in (order if i % 2 == 0 else order[::-1]):
-                results[side].append(await window(
-                    send, uid, clients, plan.concurrency_warmup, plan.concurrency_seconds,
-                    plan.concurrency_tokens))
+                before = bench.cpu()
+                out = await window(send, uid, clients, plan.concurrency_warmup,
+                                   plan.concurrency_seconds, plan.concurrency_tokens)
+                await asyncio.sleep(PAUSE_SECONDS)
+                cpu = cpu_delta(before, bench.cpu(), per=max(out["all_tokens"], 1))
+                settled = await asyncio.to_thread(bench.settle)
+                results[side].append(dict(out, cpu_ms_per_token=cpu, settle_seconds=settled))
     return results
 
 
@@ -123,13 +129,19 @@ def _rows(bench: Bench, key: str, label: str, results: Dict[str, Any]) -> None:
         c = served["clients"]
         bench.report.add(
             Row(section, f"{c:>2} clients: requests/s", "req/s", served["rps"], direct["rps"]),
-            Row(section, f"{c:>2} clients: tokens/s", "tok/s", served["tps"], direct["tps"]))
+            Row(section, f"{c:>2} clients: tokens/s", "tok/s", served["tps"], direct["tps"]),
+            Row(section, f"{c:>2} clients: CPU per token, all processes", "ms",
+                served["cpu_ms_per_token"]["total"], direct["cpu_ms_per_token"]["total"]))
 
 
 def run(bench: Bench) -> None:
     bench.report.details["concurrency"] = {}
     for key, label in CASES:
         section = SECTION.format(label=label, tokens=bench.plan.concurrency_tokens)
+        if key != "llama" and bench.plan.quick:
+            bench.report.skip(section, "not in --quick: each transformers load from the GGUF "
+                                       "takes 20-60 s here; run without --quick")
+            continue
         try:
             bench.ensure_served(key)
             bench.ensure_direct(key)

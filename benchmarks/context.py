@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
+
+import psutil
 
 from . import direct
-from .common import Report
+from .common import Report, cpu_delta
 from .server import LocalServer
 
 logger = logging.getLogger("benchmarks")
@@ -56,6 +59,10 @@ class Plan:
     def embed_max_sentences(self) -> int:
         return 8 if self.quick else 32
 
+    @property
+    def embed_rounds(self) -> int:
+        return 1 if self.quick else 2
+
 
 class Bench:
     """The run's shared state; models are launched and built on first use."""
@@ -82,6 +89,46 @@ class Bench:
             self.rss["idle"] = server.rss()
             logger.info("server ready in %.2f s on %s", server.ready_seconds, server.base_url)
         return self.server
+
+    def cpu(self) -> Dict[str, float]:
+        """CPU seconds used so far by the gateway, the model processes and this process."""
+        def used(proc: psutil.Process) -> float:
+            times = proc.cpu_times()
+            return times.user + times.system
+
+        out = {"gateway": 0.0, "models": 0.0, "bench": used(psutil.Process())}
+        if self.server is not None and self.server.process is not None:
+            root = psutil.Process(self.server.process.pid)
+            out["gateway"] = used(root)
+            for child in root.children(recursive=True):
+                try:
+                    out["models"] += used(child)
+                except psutil.Error:
+                    continue
+        return out
+
+    def settle(self, timeout: float = 30.0, idle_cores: float = 0.15,
+               interval: float = 0.25) -> float:
+        """Wait until the server tree and this process are (nearly) idle; seconds waited.
+
+        Work left over from closed streams (a cancelled request still queued in an
+        engine) must not run during the next measurement.
+        """
+        started = time.perf_counter()
+        before, quiet = self.cpu(), 0
+        while time.perf_counter() - started < timeout and quiet < 2:
+            time.sleep(interval)
+            after = self.cpu()
+            busy = sum(after[k] - before.get(k, 0.0) for k in after) / interval
+            quiet = quiet + 1 if busy < idle_cores else 0
+            before = after
+        return time.perf_counter() - started
+
+    def metered(self, fn: Callable[[], Any]) -> Tuple[Any, Dict[str, float]]:
+        """``fn()`` and the CPU seconds each process role used meanwhile (see :meth:`cpu`)."""
+        before = self.cpu()
+        result = fn()
+        return result, cpu_delta(before, self.cpu(), scale=1.0)
 
     def ensure_served(self, key: str) -> Dict[str, Any]:
         """Launch case ``key`` on the server (once); returns the launch answer."""

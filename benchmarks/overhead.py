@@ -58,6 +58,11 @@ def _floor(client: httpx.Client, count: int) -> List[float]:
     return out
 
 
+def _add(total: Dict[str, float], delta: Dict[str, float]) -> None:
+    for key, value in delta.items():
+        total[key] = total.get(key, 0.0) + value
+
+
 def run(bench: Bench) -> None:
     bench.ensure_served("llama")
     engine = bench.ensure_direct("llama").engine
@@ -65,22 +70,34 @@ def run(bench: Bench) -> None:
     total = bench.plan.overhead_requests
     served: List[float] = []
     direct: List[float] = []
+    cpu_served: Dict[str, float] = {}
+    cpu_direct: Dict[str, float] = {}
     with httpx.Client(base_url=bench.base_url, timeout=60) as client:
         _served_block(client, body, 10)
         bench.loop.run(_direct_block(engine, body, 10))
         floor = _floor(client, 50)
         while len(served) < total:
             count = min(BLOCK, total - len(served))
-            served += _served_block(client, body, count)
-            direct += bench.loop.run(_direct_block(engine, body, count))
+            block, cpu = bench.metered(lambda: _served_block(client, body, count))
+            served += block
+            _add(cpu_served, cpu)
+            block, cpu = bench.metered(lambda: bench.loop.run(_direct_block(engine, body, count)))
+            direct += block
+            _add(cpu_direct, cpu)
         floor += _floor(client, 50)
     s, d, f = summarize(served), summarize(direct), summarize(floor)
+    per_s = {k: v * 1000 / len(served) for k, v in cpu_served.items()}
+    per_d = {k: v * 1000 / len(direct) for k, v in cpu_direct.items()}
     bench.report.details["overhead"] = {"served_ms": s, "direct_ms": d, "http_floor_ms": f,
-                                        "requests": total}
+                                        "requests": total, "cpu_ms_per_request_served": per_s,
+                                        "cpu_ms_per_request_direct": per_d}
     bench.report.add(
         Row(SECTION, "latency p50", "ms", s["p50"], d["p50"], Target("delta_max", 2.0),
             note=f"served-direct = {s['p50'] - d['p50']:.2f} ms"),
         Row(SECTION, "latency p95", "ms", s["p95"], d["p95"]),
+        Row(SECTION, "CPU per request, all processes", "ms", per_s["total"], per_d["total"],
+            note="gateway + model process + client vs this process"),
+        Row(SECTION, "gateway CPU per request", "ms", per_s["gateway"]),
         Row(SECTION, "gateway HTTP floor p50 (GET /v1/cluster/auth)", "ms", f["p50"],
             note="no actor call, no engine"),
     )

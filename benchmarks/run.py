@@ -18,13 +18,13 @@ import subprocess
 import sys
 import time
 import traceback
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 from .common import DEFAULT_JSON, Report, format_table, machine_facts, package_versions
 
 SECTIONS = ("startup", "overhead", "streaming", "concurrency", "embeddings")
-ORDER = {"5": 5, "1": 1, "2": 2, "3": 3, "4": 4}
 PACKAGES = ("xinference", "xoscar", "fastapi", "starlette", "uvicorn", "pydantic", "httpx",
             "uvloop", "httptools", "orjson", "xllamacpp", "torch", "transformers",
             "sentence-transformers")
@@ -81,6 +81,30 @@ def warm_bytecode() -> None:
         subprocess.run([sys.executable, "-c", code], env=env, timeout=600, check=False)
 
 
+@contextmanager
+def native_stderr_to(path: Path):
+    """Send what engines write to file descriptor 2 (llama.cpp, torch) to ``path``.
+
+    Python's own messages (progress, tracebacks, logging) stay on the terminal.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(log, 2)
+    os.close(log)
+    previous = sys.stderr
+    sys.stderr = os.fdopen(os.dup(terminal), "w", buffering=1)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        sys.stderr.close()
+        sys.stderr = previous
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -90,6 +114,8 @@ def run_sections(bench, sections: List[str]) -> None:
         started = time.perf_counter()
         print(f"== {name} ...", flush=True)
         try:
+            if bench.server is not None:
+                bench.settle()
             importlib.import_module(f"benchmarks.{name}").run(bench)
         except KeyboardInterrupt:
             raise
@@ -103,6 +129,15 @@ def run_sections(bench, sections: List[str]) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
+    engine_log = args.json.with_suffix(".engines.log")
+    with native_stderr_to(engine_log):
+        code = run(args)
+    print(f"engine messages of this process: {engine_log}")
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the selected measurements, print the table, write the JSON; the exit code."""
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -136,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     report.meta["machine_end"] = machine_facts()
     report.meta["seconds"] = round(time.perf_counter() - started, 1)
-    report.rows.sort(key=lambda r: ORDER.get(r.section[:1], 9))
+    report.rows.sort(key=lambda r: r.section[:1])  # sections are numbered 1-5
     print()
     print(format_table(report.rows))
     for skip in report.skipped:

@@ -84,20 +84,30 @@ def _median(runs: List[Dict[str, float]], key: str):
     return statistics.median(values) if values else None
 
 
+def _cpu_per_token(runs: List[Dict[str, float]], key: str):
+    tokens = sum(r["tokens"] for r in runs)
+    return sum(r["cpu"][key] for r in runs) * 1000 / tokens if tokens else None
+
+
 def run(bench: Bench) -> None:
     bench.ensure_served("llama")
     engine = bench.ensure_direct("llama").engine
     body = stream_body(bench.cases["llama"].uid, bench.plan.stream_tokens)
-    served: List[Dict[str, float]] = []
-    direct: List[Dict[str, float]] = []
+    served: List[Dict[str, Any]] = []
+    direct: List[Dict[str, Any]] = []
     with httpx.Client(base_url=bench.base_url, timeout=120) as client:
+        def served_run():
+            out, cpu = bench.metered(lambda: served_once(client, body))
+            served.append(dict(out, cpu=cpu))
+
+        def direct_run():
+            out, cpu = bench.metered(
+                lambda: bench.loop.run(direct_once(engine, body), timeout=300))
+            direct.append(dict(out, cpu=cpu))
+
         for i in range(bench.plan.stream_runs):
-            if i % 2:
-                direct.append(bench.loop.run(direct_once(engine, body), timeout=300))
-                served.append(served_once(client, body))
-            else:
-                served.append(served_once(client, body))
-                direct.append(bench.loop.run(direct_once(engine, body), timeout=300))
+            for step in ((direct_run, served_run) if i % 2 else (served_run, direct_run)):
+                step()
     bench.report.details["streaming"] = {"served": served, "direct": direct}
     bench.report.add(
         Row(SECTION, "time to first token (median)", "ms", _median(served, "ttft_ms"),
@@ -108,4 +118,7 @@ def run(bench: Bench) -> None:
             _median(direct, "e2e_tps")),
         Row(SECTION, "tokens per answer (median)", "tokens", _median(served, "tokens"),
             _median(direct, "tokens")),
+        Row(SECTION, "CPU per token, all processes", "ms", _cpu_per_token(served, "total"),
+            _cpu_per_token(direct, "total")),
+        Row(SECTION, "gateway CPU per token", "ms", _cpu_per_token(served, "gateway")),
     )

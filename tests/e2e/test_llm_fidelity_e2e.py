@@ -11,31 +11,17 @@ One real ``xinference-local`` (the session's), the official ``openai`` SDK and t
   as ``qwen2.5-instruct`` with ``enable_thinking=False`` at launch.
 """
 
-import importlib.util
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import openai
-import psutil
 import pytest
 
 from .conftest import DEFAULT_MODEL, model_ready, wait_until
-
-_TESTS = Path(__file__).parents[1]
-
-
-def _load(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tm = _load("tiny_models", _TESTS / "llm" / "tiny_models.py")
-TOOL_TEMPLATE = _load("llama_cpp_cases", _TESTS / "engines" / "test_llama_cpp.py").TOOL_TEMPLATE
+from .llm_helpers import (CITY_TOOL, NAMED, SEA_TOOL, TIME_TOOL, TOOL_TEMPLATE,
+                          check_schema, cpu_seconds, gather, tm, weather_history)
 
 LLAMA, TF, ONE_SLOT, TINY, TINY_OFF = (DEFAULT_MODEL, "smollm2-tf", "smollm2-1slot",
                                        "tiny-qwen", "tiny-nothink")
@@ -44,11 +30,6 @@ WHALES = [{"role": "user", "content": "Write one sentence about whales."}]
 STORY = [{"role": "user", "content": "Tell me a very long story about the sea."}]
 PERSON = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
           "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
-NAMED = {"type": "function", "function": {"name": "get_weather"}}
-SEA_TOOL = {"type": "function", "function": {
-    "name": "get_weather", "description": "Get the weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -102,13 +83,13 @@ def oai(local_server, models):
 
 @pytest.fixture(scope="module")
 def greedy(oai):
-    """The greedy 24-token answer to WHALES of each engine (reference for several tests)."""
+    """The greedy 16-token answer to WHALES of each engine (reference for several tests)."""
     cache = {}
 
     def get(uid):
         if uid not in cache:
             cache[uid] = oai.chat.completions.create(model=uid, messages=WHALES, temperature=0,
-                                                     max_tokens=24)
+                                                     max_tokens=16)
         return cache[uid]
     return get
 
@@ -121,55 +102,6 @@ def text(oai, uid, **kwargs):
     return chat(oai, uid, **kwargs).choices[0].message.content
 
 
-def gather(chunks):
-    """Accumulate SDK chunks per choice: content, reasoning, tool calls, finish, usage, order."""
-    out, usage = {}, None
-    for chunk in chunks:
-        usage = chunk.usage or usage
-        for choice in chunk.choices:
-            acc = out.setdefault(choice.index, {"content": "", "reasoning": "", "calls": {},
-                                                "finish": None, "order": [], "tool_deltas": []})
-            delta = choice.delta
-            if delta.content:
-                acc["content"] += delta.content
-                acc["order"].append("content")
-            reasoning = getattr(delta, "reasoning_content", None)
-            if reasoning:
-                acc["reasoning"] += reasoning
-                acc["order"].append("reasoning")
-            for call in delta.tool_calls or []:
-                acc["tool_deltas"].append(call)
-                slot = acc["calls"].setdefault(call.index, {"id": None, "name": "", "arguments": ""})
-                slot["id"] = call.id or slot["id"]
-                slot["name"] += (call.function and call.function.name) or ""
-                slot["arguments"] += (call.function and call.function.arguments) or ""
-            acc["finish"] = choice.finish_reason or acc["finish"]
-    return out, usage
-
-
-def check_schema(value, schema):
-    """A small JSON-schema check (type, enum, properties, required, additionalProperties, items)."""
-    kinds = {"object": dict, "string": str, "integer": int, "number": (int, float),
-             "boolean": bool, "array": list, "null": type(None)}
-    kind = schema.get("type")
-    if kind:
-        assert isinstance(value, kinds[kind]), f"{value!r} is not {kind}"
-        assert kind in ("boolean",) or not isinstance(value, bool), f"{value!r} is a boolean"
-    if "enum" in schema:
-        assert value in schema["enum"]
-    if isinstance(value, dict):
-        props = schema.get("properties", {})
-        assert set(schema.get("required", [])) <= set(value), value
-        if schema.get("additionalProperties") is False:
-            assert set(value) <= set(props), value
-        for key, item in value.items():
-            if key in props:
-                check_schema(item, props[key])
-    if isinstance(value, list) and "items" in schema:
-        for item in value:
-            check_schema(item, schema["items"])
-
-
 # --------------------------------------------------------------------------- streaming
 @ENGINES
 def test_stream_done_include_usage_and_same_text_as_whole(api, oai, greedy, uid):
@@ -180,7 +112,7 @@ def test_stream_done_include_usage_and_same_text_as_whole(api, oai, greedy, uid)
     assert events[-1] == "[DONE]" and all(json.loads(e)["object"] == "chat.completion.chunk"
                                           for e in events[:-1])
     whole = greedy(uid)
-    chunks = list(chat(oai, uid, temperature=0, max_tokens=24, stream=True,
+    chunks = list(chat(oai, uid, temperature=0, max_tokens=16, stream=True,
                        stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
@@ -210,9 +142,9 @@ def test_max_tokens_and_max_completion_tokens_give_length(oai, uid):
 @ENGINES
 def test_temperature_zero_and_tiny_top_p_are_greedy(oai, greedy, uid):
     reference = greedy(uid).choices[0].message.content
-    assert text(oai, uid, temperature=0, max_tokens=24) == reference
+    assert text(oai, uid, temperature=0, max_tokens=16) == reference
     for seed in (1, 2):
-        assert text(oai, uid, temperature=1.0, top_p=0.001, seed=seed, max_tokens=24) == reference
+        assert text(oai, uid, temperature=1.0, top_p=0.001, seed=seed, max_tokens=16) == reference
 
 
 @ENGINES
@@ -230,10 +162,10 @@ def test_stop_string_and_list_end_the_answer_and_are_never_emitted(oai, greedy, 
     full = greedy(uid).choices[0].message.content
     words = full.split()
     word, other = words[3], words[5]
-    cut = chat(oai, uid, temperature=0, max_tokens=24, stop=word).choices[0]
+    cut = chat(oai, uid, temperature=0, max_tokens=16, stop=word).choices[0]
     assert (cut.message.content, cut.finish_reason) == (full[:full.index(word)], "stop")
     first = min(full.index(word), full.index(other))
-    stream = chat(oai, uid, temperature=0, max_tokens=24, stream=True,
+    stream = chat(oai, uid, temperature=0, max_tokens=16, stream=True,
                   stop=["no such words", other, word])
     (got,) = gather(stream)[0].values()
     assert (got["content"], got["finish"]) == (full[:first], "stop")
@@ -266,7 +198,7 @@ def test_logprobs_and_top_logprobs(oai, uid):
 def test_presence_and_frequency_penalties_change_a_repetitive_answer(oai, greedy, uid):
     plain = greedy(uid).choices[0].message.content
     for kwargs in ({"presence_penalty": 2.0}, {"frequency_penalty": 2.0}):
-        penalized = text(oai, uid, temperature=0, max_tokens=24, **kwargs)
+        penalized = text(oai, uid, temperature=0, max_tokens=16, **kwargs)
         assert penalized and penalized != plain
 
 
@@ -320,37 +252,37 @@ def test_tool_result_turn_and_tool_choice_on_transformers(oai):
     assert bad.value.body["param"] == "tool_choice"
 
 
-@pytest.mark.parametrize("choice", ["required", NAMED], ids=["required", "named"])
-def test_required_or_named_tool_choice_forces_a_call_on_transformers(oai, choice):
-    """The tiny model answers FRANCE in words; OpenAI's tool_choice still demands a call."""
-    assert not chat(oai, TINY, tm.FRANCE, tools=[tm.WEATHER_TOOL],
-                    temperature=0).choices[0].message.tool_calls
-    answer = chat(oai, TINY, tm.FRANCE, tools=[tm.WEATHER_TOOL], tool_choice=choice,
-                  temperature=0, max_tokens=60).choices[0]
+def test_required_tool_choice_forces_a_call_on_transformers(oai):
+    """After the tool's result the tiny model answers in words; "required" still makes it call."""
+    request = {"messages": tm.WEATHER_FOLLOWUP, "tools": [CITY_TOOL], "temperature": 0,
+               "max_tokens": 60, "extra_body": {"chat_template_kwargs": {"enable_thinking": False}}}
+    assert not chat(oai, TINY, **request).choices[0].message.tool_calls
+    answer = chat(oai, TINY, tool_choice="required", **request).choices[0]
     assert answer.finish_reason == "tool_calls" and answer.message.content is None
     (call,) = answer.message.tool_calls
     assert call.function.name == "get_weather"
-    check_schema(json.loads(call.function.arguments), tm.WEATHER_TOOL["function"]["parameters"])
-    got = gather(chat(oai, TINY, tm.FRANCE, tools=[tm.WEATHER_TOOL], tool_choice=choice,
-                      temperature=0, max_tokens=60, stream=True))[0][0]
+    check_schema(json.loads(call.function.arguments), CITY_TOOL["function"]["parameters"])
+    got = gather(chat(oai, TINY, tool_choice="required", stream=True, **request))[0][0]
     assert got["finish"] == "tool_calls" and got["calls"][0]["name"] == "get_weather"
     assert got["calls"][0]["arguments"] == call.function.arguments
 
 
-def _weather_history():
-    messages = []
-    for i, city in enumerate(["London", "Berlin", "Madrid"]):
-        call = {"id": f"call_{i}", "type": "function",
-                "function": {"name": "get_weather", "arguments": json.dumps({"city": city})}}
-        messages += [{"role": "user", "content": f"What is the weather in {city}?"},
-                     {"role": "assistant", "content": None, "tool_calls": [call]},
-                     {"role": "tool", "tool_call_id": f"call_{i}", "content": "sunny"},
-                     {"role": "assistant", "content": f"It is sunny in {city}."}]
-    return messages + [{"role": "user", "content": "What is the weather in Paris?"}]
+def test_named_tool_choice_calls_that_tool_on_transformers(oai):
+    """The tiny model never learnt get_time; naming it in tool_choice makes it call it."""
+    tools = [tm.WEATHER_TOOL, TIME_TOOL]
+    auto = chat(oai, TINY, tm.WEATHER, tools=tools, temperature=0).choices[0].message
+    assert "get_time" not in [c.function.name for c in auto.tool_calls or []]
+    named = {"type": "function", "function": {"name": "get_time"}}
+    answer = chat(oai, TINY, tm.WEATHER, tools=tools, tool_choice=named, temperature=0,
+                  max_tokens=60).choices[0]
+    assert answer.finish_reason == "tool_calls"
+    (call,) = answer.message.tool_calls
+    assert call.function.name == "get_time"
+    check_schema(json.loads(call.function.arguments), TIME_TOOL["function"]["parameters"])
 
 
 def test_tool_calls_whole_and_streamed_on_llama_cpp(oai):
-    request = {"messages": _weather_history(), "tools": [SEA_TOOL], "temperature": 0,
+    request = {"messages": weather_history(), "tools": [SEA_TOOL], "temperature": 0,
                "max_tokens": 40}
     answer = chat(oai, ONE_SLOT, **request).choices[0]
     assert answer.finish_reason == "tool_calls" and not answer.message.content
@@ -437,21 +369,11 @@ def test_completions_whole_and_streamed(oai, uid):
 
 
 # --------------------------------------------------------------------------- cancellation
-def _cpu_seconds(pid, seconds=1.0):
-    proc = psutil.Process(pid)
-    before = sum(proc.cpu_times()[:2]) + sum(
-        sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
-    time.sleep(seconds)
-    after = sum(proc.cpu_times()[:2]) + sum(
-        sum(c.cpu_times()[:2]) for c in proc.children(recursive=True))
-    return after - before
-
-
 def _assert_generation_stopped(api, oai, uid, request_id):
     """The gone client's request no longer runs: no CPU burnt, not abortable, slot free."""
     time.sleep(0.5)
     (pid,) = [r["pid"] for r in api.get(f"/v1/models/{uid}/replicas").json()]
-    idle = _cpu_seconds(pid)
+    idle = cpu_seconds(pid)
     assert idle < 0.3, f"the model process still burns {idle:.2f} s of CPU per second"
     probe = api.post(f"/v1/models/{uid}/requests/{request_id}/abort").json()
     assert probe["aborted"] is False, "the engine still ran the request of a gone client"

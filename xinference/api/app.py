@@ -11,6 +11,7 @@ from .gateway import Gateway
 from .metrics import GatewayMetrics, MetricsMiddleware
 from .metrics import router as metrics_router
 from .routes_admin import router as admin_router
+from .routes_cache import router as cache_router
 from .routes_openai import router as openai_router
 from .routes_registrations import router as registrations_router
 
@@ -23,6 +24,7 @@ def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(openai_router)
     app.include_router(registrations_router)
+    app.include_router(cache_router)
     app.include_router(admin_router)
     if not settings.disable_metrics:
         app.state.metrics = GatewayMetrics()

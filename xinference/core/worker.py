@@ -1,6 +1,7 @@
 """WorkerActor: starts and stops model replicas on this host, one sub-process each.
 
-For each replica it resolves the model's files, starts a sub-pool with the
+For each replica it resolves the model's files (downloading them into the cache
+first when they are not on this host), starts a sub-pool with the
 model's environment variables (and only that replica's process gets them),
 creates the :class:`ModelActor` there and loads it. When a replica's process
 dies, it tells the supervisor why. A :class:`HeartbeatLoop` keeps the worker
@@ -20,7 +21,7 @@ from typing import Any, Dict, List, Optional
 import xoscar as xo
 
 from ..errors import ModelLaunchError, XinferenceError
-from ..model.files import resolve_model_path
+from ..model.download import ensure_model_files
 from ..model.registry import ModelFamily
 from ..settings import get_settings
 from . import pool as pool_hooks
@@ -163,8 +164,11 @@ class WorkerActor(xo.StatelessActor):
             family = ModelFamily.from_dict(cfg.family, built_in=cfg.family.get("built_in", True))
             spec_match = family.find_specs(cfg.model_format, cfg.model_size_in_billions,
                                            cfg.quantization)[0]
+            # Files not on this host yet are downloaded into the cache, in a thread.
             cfg.model_path = await asyncio.to_thread(
-                resolve_model_path, family, spec_match, cfg.quantization, get_settings().cache_dir)
+                ensure_model_files, family, spec_match, cfg.quantization, get_settings().cache_dir)
+            if replica.cancelled:
+                raise ModelLaunchError("the replica was stopped while its files were downloading")
         pool = pool_hooks.get_main_pool()
         address = replica.address = await pool.append_sub_pool(env=model_env(spec))
         try:
