@@ -1,4 +1,8 @@
-"""OpenAI-compatible inference endpoints: chat, completions, embeddings, rerank."""
+"""OpenAI-compatible inference endpoints: chat, completions, embeddings, rerank.
+
+Replicas answer with JSON bytes (the ``*_json`` methods of the model actor),
+which go out unchanged: the gateway never re-encodes a response.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,7 @@ async def _generate(gateway: Gateway, body: Dict[str, Any], unary: str, streamin
     body = gateway.cap_max_tokens(body)
     if not body.get("stream"):
         result = await _unless_client_leaves(request, gateway.call(model_uid, unary, body))
-        return Response(status_code=499) if result is _GONE else JSONResponse(result)
+        return Response(status_code=499) if result is _GONE else _json(result)
     batches = gateway.stream(model_uid, streaming, body).__aiter__()
     try:
         first = await _unless_client_leaves(request, batches.__anext__())
@@ -79,25 +83,30 @@ async def _generate(gateway: Gateway, body: Dict[str, Any], unary: str, streamin
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+def _json(encoded: bytes) -> Response:
+    """A JSON answer from the bytes a replica encoded."""
+    return Response(encoded, media_type="application/json")
+
+
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request):
-    return await _generate(_gateway(request), engine_request(body), "chat", "chat_stream",
-                           request)
+    return await _generate(_gateway(request), engine_request(body), "chat_json",
+                           "chat_stream_json", request)
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request):
-    return await _generate(_gateway(request), engine_request(body), "complete",
-                           "complete_stream", request)
+    return await _generate(_gateway(request), engine_request(body), "complete_json",
+                           "complete_stream_json", request)
 
 
 @router.post("/v1/embeddings")
 async def embeddings(body: EmbeddingRequest, request: Request):
     payload = engine_request(body)
-    return JSONResponse(await _gateway(request).call(body.model, "embed", payload))
+    return _json(await _gateway(request).call(body.model, "embed_json", payload))
 
 
 @router.post("/v1/rerank")
 async def rerank(body: RerankRequest, request: Request):
     payload = engine_request(body)
-    return JSONResponse(await _gateway(request).call(body.model, "rerank", payload))
+    return _json(await _gateway(request).call(body.model, "rerank_json", payload))

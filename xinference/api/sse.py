@@ -1,4 +1,7 @@
-"""Server-sent events: chunk lists from a replica to ``data:`` lines for the client.
+"""Server-sent events: chunks from a replica to ``data:`` lines for the client.
+
+A replica sends each batch of chunks as JSON lines (bytes, see
+``ModelActor.chat_stream_json``); a list of chunk dicts works too.
 
 A stream ends with ``data: [DONE]``. An error after the stream started is sent
 as one ``data: {"error": ...}`` event (no traceback). When no chunk has gone
@@ -12,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, AsyncIterator, List
+from typing import Any, AsyncIterator, List, Union
 
 from .errors import classify
 
@@ -26,7 +29,16 @@ def encode_event(payload: Any) -> bytes:
     return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
 
 
-async def sse_events(batches: AsyncIterator[List[Any]], ping_seconds: float,
+def encode_batch(batch: Union[bytes, List[Any]]) -> bytes:
+    """Events for one batch: JSON lines (one event per line) or a list of chunk dicts."""
+    if isinstance(batch, (bytes, bytearray)):
+        if not batch:
+            return b""
+        return b"data: " + bytes(batch).replace(b"\n", b"\n\ndata: ") + b"\n\n"
+    return b"".join(encode_event(chunk) for chunk in batch)
+
+
+async def sse_events(batches: AsyncIterator[Union[bytes, List[Any]]], ping_seconds: float,
                      on_close=None) -> AsyncIterator[bytes]:
     """Encode each chunk of each batch as an event; ping when quiet; always end cleanly."""
     iterator = batches.__aiter__()
@@ -44,7 +56,9 @@ async def sse_events(batches: AsyncIterator[List[Any]], ping_seconds: float,
                 batch = task.result()
             except StopAsyncIteration:
                 break
-            yield b"".join(encode_event(chunk) for chunk in batch)
+            events = encode_batch(batch)
+            if events:
+                yield events
         yield DONE
     except asyncio.CancelledError:
         raise

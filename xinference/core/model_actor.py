@@ -4,6 +4,10 @@ Thin by design: it builds the engine named in its :class:`ReplicaSpec`, loads
 it off the event loop, and forwards requests to it. Streams go out as lists of
 the chunks ready at each pull (see :func:`ready_batches`), token by token when
 the consumer keeps up.
+
+The gateway calls the ``*_json`` twins: they answer with the JSON bytes the
+client receives (a whole response, or one JSON line per chunk), encoded here
+once, so nothing is decoded and encoded again on the way out.
 """
 
 from __future__ import annotations
@@ -18,9 +22,21 @@ import xoscar as xo
 from ..errors import InvalidRequestError, ModelLaunchError, XinferenceError
 from ..model.engines.registry import find_engine, load_engine_class
 from .messages import ReplicaSpec
-from .streaming import ready_batches
+from .streaming import json_bytes, json_lines, ready_batches
 
 logger = logging.getLogger(__name__)
+
+# Answers bigger than this many items (embeddings, choices) are encoded off the event loop.
+_INLINE_ENCODE_ITEMS = 64
+
+
+async def _encoded(result: Any) -> bytes:
+    items = ()
+    if isinstance(result, dict):
+        items = result.get("data") or result.get("results") or result.get("choices") or ()
+    if len(items) > _INLINE_ENCODE_ITEMS:
+        return await asyncio.to_thread(json_bytes, result)
+    return json_bytes(result)
 
 
 class ModelActor(xo.StatelessActor):
@@ -103,6 +119,30 @@ class ModelActor(xo.StatelessActor):
 
     async def rerank(self, request: Dict[str, Any]) -> Dict[str, Any]:
         return await self._require("rerank")(request)
+
+    async def chat_json(self, request: Dict[str, Any]) -> bytes:
+        return await _encoded(await self.chat(request))
+
+    async def complete_json(self, request: Dict[str, Any]) -> bytes:
+        return await _encoded(await self.complete(request))
+
+    async def embed_json(self, request: Dict[str, Any]) -> bytes:
+        return await _encoded(await self.embed(request))
+
+    async def rerank_json(self, request: Dict[str, Any]) -> bytes:
+        return await _encoded(await self.rerank(request))
+
+    @xo.generator
+    async def chat_stream_json(self, request: Dict[str, Any]) -> AsyncIterator[bytes]:
+        """Like :meth:`chat_stream`, each list of chunks as JSON lines."""
+        async for batch in ready_batches(self._require("chat_stream")(request)):
+            yield json_lines(batch)
+
+    @xo.generator
+    async def complete_stream_json(self, request: Dict[str, Any]) -> AsyncIterator[bytes]:
+        """Like :meth:`complete_stream`, each list of chunks as JSON lines."""
+        async for batch in ready_batches(self._require("complete_stream")(request)):
+            yield json_lines(batch)
 
     async def abort(self, request_id: str) -> bool:
         if self._engine is None:
