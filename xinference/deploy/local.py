@@ -64,38 +64,26 @@ async def _launch_default(supervisor, model_name: str) -> None:
 
 async def serve(host: str, port: int, log_level: str, default_model: Optional[str]) -> None:
     """Run until interrupted; stop every model process on the way out."""
-    import uvicorn
-
     from ..api.app import create_app
     from ..logs import configure_process_logging, new_log_file
+    from .http_server import run_gateway
 
     settings = get_settings()
     log_file = new_log_file(settings, "local")
     configure_process_logging(str(log_file), log_level, console=True)
     pool, supervisor = await start_cluster(str(log_file), log_level)
     app = create_app(pool.external_address, settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(),
-                            access_log=False, lifespan="off", timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
     base = f"http://{host}:{port}"
-    launch_task = None
 
-    async def announce() -> None:
-        nonlocal launch_task
-        while not server.started and not server.should_exit:
-            await asyncio.sleep(0.02)
-        if server.started:
-            click.echo(f"Xinference API: {base}/v1  (docs: {base}/docs)  logs: {log_file}")
-            if default_model:
-                launch_task = asyncio.create_task(_launch_default(supervisor, default_model))
+    async def launch_default() -> None:
+        if default_model:
+            await _launch_default(supervisor, default_model)
 
-    announcer = asyncio.create_task(announce())
     try:
-        await server.serve()
+        await run_gateway(app, host, port, log_level,
+                          f"Xinference API: {base}/v1  (docs: {base}/docs)  logs: {log_file}",
+                          on_started=launch_default)
     finally:
-        announcer.cancel()
-        if launch_task is not None:
-            launch_task.cancel()
         click.echo("Stopping models...")
         await shutdown(pool, supervisor)
 

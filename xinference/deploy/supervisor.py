@@ -58,33 +58,22 @@ async def start_supervisor(host: str, port: Optional[int]):
 
 async def serve(host: str, port: int, supervisor_port: Optional[int], log_level: str) -> None:
     """Run the supervisor and the REST API until SIGINT/SIGTERM (or stop-cluster)."""
-    import uvicorn
     import xoscar as xo
 
     from ..api.app import create_app
     from ..logs import configure_process_logging, new_log_file
+    from .http_server import run_gateway
 
     settings = get_settings()
     log_file = new_log_file(settings, "supervisor")
     configure_process_logging(str(log_file), log_level, console=True)
     pool, supervisor = await start_supervisor(host, supervisor_port)
     app = create_app(pool.external_address, settings)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level.lower(),
-                            access_log=False, lifespan="off", timeout_graceful_shutdown=3)
-    server = uvicorn.Server(config)
-
-    async def announce() -> None:
-        while not server.started and not server.should_exit:
-            await asyncio.sleep(0.02)
-        if server.started:
-            click.echo(f"Xinference supervisor: http://{host}:{port}/v1  actors: "
-                       f"{pool.external_address}  logs: {log_file}")
-
-    announcer = asyncio.create_task(announce())
+    banner = (f"Xinference supervisor: http://{host}:{port}/v1  actors: "
+              f"{pool.external_address}  logs: {log_file}")
     try:
-        await server.serve()
+        await run_gateway(app, host, port, log_level, banner)
     finally:
-        announcer.cancel()
         try:
             await asyncio.wait_for(xo.destroy_actor(supervisor), 5)
         except Exception:  # noqa: BLE001
