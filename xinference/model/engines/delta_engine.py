@@ -34,11 +34,12 @@ from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableEr
 from ...settings import get_settings
 from ..llm import protocol as P
 from ..llm.assembler import ChatDeltaAssembler
-from ..llm.chat_template import choose_chat_template, compile_template, render_chat_template
+from ..llm.chat_template import (choose_chat_template, compile_template, render_chat_template,
+                                 special_tokens, template_kwargs)
 from ..llm.grammar import response_format_schema
 from ..llm.params import SamplingParams, sampling_params_from_request
 from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
-from ..llm.tool_calls import FORMATS, forced_call_schema, tool_names
+from ..llm.tool_calls import FORMATS, forced_call_schema, offered_tools, tool_names
 from .base import LLMEngine
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -261,38 +262,16 @@ class DeltaEngine(LLMEngine):
         self._prepare(job)
         return job
 
-    @staticmethod
-    def _tools(request: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
-        tools, choice = request.get("tools"), request.get("tool_choice")
-        if not tools or choice == "none":
-            return None
-        if not isinstance(tools, list):
-            raise InvalidRequestError("tools must be a list of function tools", param="tools")
-        if isinstance(choice, dict):
-            wanted = (choice.get("function") or {}).get("name")
-            picked = [t for t in tools if (t.get("function") or {}).get("name") == wanted]
-            if not picked:
-                raise InvalidRequestError(f"tool_choice names {wanted!r}, which is not in tools",
-                                          param="tool_choice")
-            return picked
-        return tools
-
     def _chat_job(self, request: Dict[str, Any]) -> Job:
         if not self._loaded():
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
         if not self.chat_template:
             raise InvalidRequestError("This model has no chat template; use /v1/completions",
                                       param="messages")
-        tools = self._tools(request)
-        kwargs: Dict[str, Any] = {}
-        if self.config.enable_thinking is not None:
-            kwargs["enable_thinking"] = self.config.enable_thinking
-        kwargs.update(request.get("chat_template_kwargs") or {})
-        tok = self.tokenizer
-        specials = {name: getattr(tok, name, None) or ""
-                    for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+        tools = offered_tools(request)
         prompt = render_chat_template(self.chat_template, request.get("messages"), tools, True,
-                                      specials, kwargs)
+                                      special_tokens(self.tokenizer),
+                                      template_kwargs(self.config.enable_thinking, request))
         tags = reasoning_tags(self.config.family or {}, self.chat_template)
         fmt = (self.config.family or {}).get("tool_call_format") or "auto"
         # tool_choice "required" or a named function: the backend's JSON guidance makes calls

@@ -29,11 +29,12 @@ from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableEr
 from ...settings import get_settings
 from ..llm import protocol as P
 from ..llm.assembler import ChatDeltaAssembler
-from ..llm.chat_template import choose_chat_template, compile_template, render_chat_template
+from ..llm.chat_template import (choose_chat_template, compile_template, render_chat_template,
+                                 special_tokens, template_kwargs)
 from ..llm.grammar import JsonGrammar, response_format_schema
 from ..llm.params import SamplingParams, sampling_params_from_request
 from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
-from ..llm.tool_calls import FORMATS, forced_call_schema, tool_names
+from ..llm.tool_calls import FORMATS, forced_call_schema, offered_tools, tool_names
 from .base import LLMEngine
 
 _ABORTED = object()
@@ -221,42 +222,14 @@ class TransformersEngine(LLMEngine):
                          budgets, P.now(), include_usage=bool(options.get("include_usage")),
                          grammar=self._grammar_for(request, forced), **extra)
 
-    def _tools(self, request: Dict[str, Any]) -> Optional[List[Dict[str, Any]]]:
-        tools, choice = request.get("tools"), request.get("tool_choice")
-        if not tools or choice == "none":
-            return None
-        if not isinstance(tools, list) or not all(
-                isinstance(t, dict) and isinstance(t.get("function"), dict)
-                and t["function"].get("name") for t in tools):
-            raise InvalidRequestError("tools must be a list of {type: function, function: {name, "
-                                      "parameters}} objects", param="tools")
-        if isinstance(choice, dict):
-            wanted = (choice.get("function") or {}).get("name")
-            picked = [t for t in tools if (t.get("function") or {}).get("name") == wanted]
-            if not picked:
-                raise InvalidRequestError(f"tool_choice names {wanted!r}, which is not in tools",
-                                          param="tool_choice")
-            return picked
-        return tools
-
     def _prepare_chat(self, request: Dict[str, Any]) -> _Prepared:
         if not self.chat_template:
             raise InvalidRequestError("This model has no chat template; use /v1/completions",
                                       param="messages")
-        tools = self._tools(request)
-        kwargs: Dict[str, Any] = {}
-        if self.config.enable_thinking is not None:
-            kwargs["enable_thinking"] = self.config.enable_thinking
-        extra = request.get("chat_template_kwargs") or {}
-        if not isinstance(extra, dict):
-            raise InvalidRequestError("chat_template_kwargs must be an object",
-                                      param="chat_template_kwargs")
-        kwargs.update(extra)
-        tok = self.tokenizer
-        specials = {"bos_token": tok.bos_token or "", "eos_token": tok.eos_token or "",
-                    "pad_token": tok.pad_token or "", "unk_token": tok.unk_token or ""}
+        tools = offered_tools(request)
         prompt = render_chat_template(self.chat_template, request.get("messages"), tools, True,
-                                      specials, kwargs)
+                                      special_tokens(self.tokenizer),
+                                      template_kwargs(self.config.enable_thinking, request))
         params = self._params(request, "chat")
         tags = reasoning_tags(self.config.family, self.chat_template)
         fmt = self.config.family.get("tool_call_format")

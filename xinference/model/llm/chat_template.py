@@ -151,6 +151,27 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]],
                                   param="messages") from None
 
 
+def template_kwargs(enable_thinking: Optional[bool],
+                    request: Mapping[str, Any]) -> Dict[str, Any]:
+    """Extra template variables: the launch-time ``enable_thinking``, then the request's
+    ``chat_template_kwargs`` (which win)."""
+    kwargs: Dict[str, Any] = {}
+    if enable_thinking is not None:
+        kwargs["enable_thinking"] = enable_thinking
+    extra = request.get("chat_template_kwargs") or {}
+    if not isinstance(extra, dict):
+        raise InvalidRequestError("chat_template_kwargs must be an object",
+                                  param="chat_template_kwargs")
+    kwargs.update(extra)
+    return kwargs
+
+
+def special_tokens(tokenizer: Any) -> Dict[str, str]:
+    """The tokenizer's special tokens as the chat templates name them ("" when absent)."""
+    return {name: getattr(tokenizer, name, None) or ""
+            for name in ("bos_token", "eos_token", "pad_token", "unk_token")}
+
+
 def choose_chat_template(family: Mapping[str, Any],
                          tokenizer_template: Optional[str]) -> Optional[str]:
     """The family's template if it has one, else the tokenizer's (None: no chat template)."""

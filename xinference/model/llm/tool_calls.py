@@ -25,6 +25,8 @@ import string
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ...errors import InvalidRequestError
+
 HERMES_OPEN = "<tool_call>"
 HERMES_CLOSE = "</tool_call>"
 FORMATS = ("hermes", "json", "auto")
@@ -53,6 +55,27 @@ class ToolCall:
     def to_openai(self) -> Dict[str, Any]:
         return {"id": self.id, "type": "function",
                 "function": {"name": self.name, "arguments": self.arguments}}
+
+
+def offered_tools(request: Mapping[str, Any]) -> Optional[List[Dict[str, Any]]]:
+    """The tools a chat request offers the model: none for ``tool_choice: "none"``, only the
+    named one for a named ``tool_choice``; a malformed list is an InvalidRequestError."""
+    tools, choice = request.get("tools"), request.get("tool_choice")
+    if not tools or choice == "none":
+        return None
+    if not isinstance(tools, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("function"), dict)
+            and t["function"].get("name") for t in tools):
+        raise InvalidRequestError("tools must be a list of {type: function, function: {name, "
+                                  "parameters}} objects", param="tools")
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        picked = [t for t in tools if (t.get("function") or {}).get("name") == wanted]
+        if not picked:
+            raise InvalidRequestError(f"tool_choice names {wanted!r}, which is not in tools",
+                                      param="tool_choice")
+        return picked
+    return tools
 
 
 def tool_names(tools: Optional[Sequence[Mapping[str, Any]]]) -> Optional[set]:
