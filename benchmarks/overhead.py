@@ -1,14 +1,21 @@
 """1. Overhead per request: chat with max_tokens=1, sequential, keep-alive client vs in-process.
 
 Served and direct requests run in alternating blocks, so both see the same
-background load on a shared machine. Also measured: the HTTP floor of the
-gateway (an endpoint that touches no actor), to tell HTTP cost from RPC cost.
+background load on a shared machine. The served figure uses a lean keep-alive
+HTTP client (``http.client``) so the client library's own cost does not count as
+the platform's; the same requests through httpx are reported beside it. Also
+measured, to tell where the time goes: the gateway's HTTP floor (an endpoint
+that touches no actor) and the model actor called over xoscar from this process
+(RPC and the model process, no HTTP, no gateway).
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import time
 from typing import Any, Dict, List
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -24,18 +31,73 @@ def request_body(uid: str) -> Dict[str, Any]:
     return {"model": uid, "messages": MESSAGES, "max_tokens": 1, "temperature": 0}
 
 
-def _served_block(client: httpx.Client, body: Dict[str, Any], count: int) -> List[float]:
+class LeanClient:
+    """One keep-alive HTTP/1.1 connection through ``http.client``: little client-side CPU."""
+
+    def __init__(self, base_url: str):
+        parts = urlsplit(base_url)
+        self._conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+
+    def post_json(self, path: str, body: Dict[str, Any]) -> Dict[str, Any]:
+        self._conn.request("POST", path, json.dumps(body),
+                           {"Content-Type": "application/json"})
+        resp = self._conn.getresponse()
+        data = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"served chat failed ({resp.status}): {data[:500]!r}")
+        return json.loads(data)
+
+    def get(self, path: str) -> bytes:
+        self._conn.request("GET", path)
+        return self._conn.getresponse().read()
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _check_one_token(answer: Dict[str, Any], where: str) -> None:
+    if answer["usage"]["completion_tokens"] != 1:
+        raise RuntimeError(f"{where} answer has {answer['usage']['completion_tokens']} "
+                           "tokens, not 1")
+
+
+def _served_block(client: LeanClient, body: Dict[str, Any], count: int) -> List[float]:
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        answer = client.post_json("/v1/chat/completions", body)
+        out.append((time.perf_counter() - started) * 1000)
+    _check_one_token(answer, "served")
+    return out
+
+
+def _httpx_block(client: httpx.Client, body: Dict[str, Any], count: int) -> List[float]:
     out = []
     for _ in range(count):
         started = time.perf_counter()
         resp = client.post("/v1/chat/completions", json=body)
         out.append((time.perf_counter() - started) * 1000)
-        if resp.status_code != 200:
-            raise RuntimeError(f"served chat failed ({resp.status_code}): {resp.text[:500]}")
-    usage = resp.json()["usage"]
-    if usage["completion_tokens"] != 1:
-        raise RuntimeError(f"served answer has {usage['completion_tokens']} tokens, not 1")
+        resp.raise_for_status()
+    _check_one_token(resp.json(), "served (httpx)")
     return out
+
+
+async def _rpc_block(ref: Any, body: Dict[str, Any], count: int) -> List[float]:
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        answer = await ref.chat_json(dict(body))
+        out.append((time.perf_counter() - started) * 1000)
+    _check_one_token(json.loads(answer), "RPC")
+    return out
+
+
+async def _replica_ref(base_url: str, uid: str) -> Any:
+    import xoscar as xo
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        replica = (await client.get(f"/v1/models/{uid}/replicas")).json()[0]
+    return await xo.actor_ref(address=replica["address"], uid=replica["replica_uid"])
 
 
 async def _direct_block(engine: Any, body: Dict[str, Any], count: int) -> List[float]:
@@ -49,7 +111,7 @@ async def _direct_block(engine: Any, body: Dict[str, Any], count: int) -> List[f
     return out
 
 
-def _floor(client: httpx.Client, count: int) -> List[float]:
+def _floor(client: LeanClient, count: int) -> List[float]:
     out = []
     for _ in range(count):
         started = time.perf_counter()
@@ -72,29 +134,42 @@ def run(bench: Bench) -> None:
     direct: List[float] = []
     cpu_served: Dict[str, float] = {}
     cpu_direct: Dict[str, float] = {}
+    via_httpx: List[float] = []
+    via_rpc: List[float] = []
+    lean = LeanClient(bench.base_url)
+    ref = bench.loop.run(_replica_ref(bench.base_url, body["model"]))
     with httpx.Client(base_url=bench.base_url, timeout=60) as client:
-        _served_block(client, body, 10)
+        _served_block(lean, body, 10)
         bench.loop.run(_direct_block(engine, body, 10))
-        floor = _floor(client, 50)
+        floor = _floor(lean, 50)
         while len(served) < total:
             count = min(BLOCK, total - len(served))
-            block, cpu = bench.metered(lambda: _served_block(client, body, count))
+            block, cpu = bench.metered(lambda: _served_block(lean, body, count))
             served += block
             _add(cpu_served, cpu)
             block, cpu = bench.metered(lambda: bench.loop.run(_direct_block(engine, body, count)))
             direct += block
             _add(cpu_direct, cpu)
-        floor += _floor(client, 50)
+            via_httpx += _httpx_block(client, body, count // 2)
+            via_rpc += bench.loop.run(_rpc_block(ref, body, count // 2))
+        floor += _floor(lean, 50)
+    lean.close()
     s, d, f = summarize(served), summarize(direct), summarize(floor)
+    hx, rpc = summarize(via_httpx), summarize(via_rpc)
     per_s = {k: v * 1000 / len(served) for k, v in cpu_served.items()}
     per_d = {k: v * 1000 / len(direct) for k, v in cpu_direct.items()}
     bench.report.details["overhead"] = {"served_ms": s, "direct_ms": d, "http_floor_ms": f,
+                                        "served_httpx_ms": hx, "rpc_ms": rpc,
                                         "requests": total, "cpu_ms_per_request_served": per_s,
                                         "cpu_ms_per_request_direct": per_d}
     bench.report.add(
         Row(SECTION, "latency p50", "ms", s["p50"], d["p50"], Target("delta_max", 2.0),
             note=f"served-direct = {s['p50'] - d['p50']:.2f} ms"),
         Row(SECTION, "latency p95", "ms", s["p95"], d["p95"]),
+        Row(SECTION, "latency p50, client httpx", "ms", hx["p50"], d["p50"],
+            note=f"served-direct = {hx['p50'] - d['p50']:.2f} ms; httpx's own cost included"),
+        Row(SECTION, "latency p50, model actor over RPC (no HTTP)", "ms", rpc["p50"], d["p50"],
+            note=f"served-direct = {rpc['p50'] - d['p50']:.2f} ms"),
         Row(SECTION, "CPU per request, all processes", "ms", per_s["total"], per_d["total"],
             note="gateway + model process + client vs this process"),
         Row(SECTION, "gateway CPU per request", "ms", per_s["gateway"]),

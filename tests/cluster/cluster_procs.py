@@ -1,5 +1,6 @@
 """Helpers for the multi-process cluster tests: start/stop real processes, a chat load, polling."""
 
+import glob
 import json
 import os
 import signal
@@ -92,6 +93,15 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"===== {p.name} (pid {p.popen.pid}) =====\n{p.log()}" for p in self._all)
+
+    def notable_log_lines(self, limit: int = 80) -> str:
+        """The warnings and errors of every process's xinference.log (for a failed test)."""
+        lines = []
+        for path in sorted(glob.glob(os.path.join(self.home, "logs", "*", "xinference.log"))):
+            with open(path, errors="replace") as fh:
+                lines += [f"{os.path.basename(os.path.dirname(path))}: {line.rstrip()}"
+                          for line in fh if " WARNING " in line or " ERROR " in line]
+        return "\n".join(lines[-limit:])
 
     def model_processes(self, worker: Proc) -> List[psutil.Process]:
         """The live replica processes (xoscar sub-pools) a worker started."""

@@ -24,6 +24,7 @@ from cluster_procs import MODEL_NAME, ChatLoad, Cluster, wait_until
 HEARTBEAT = 0.5
 LOST_TIMEOUT = 3.0
 FIGURES = {}
+FAILED_TESTS = []  # filled by conftest.py: the cluster's log warnings are printed if any
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,8 @@ def cluster(tmp_path_factory):
         print(procs.logs())
         raise
     finally:
+        if FAILED_TESTS:
+            print(f"\nwarnings and errors logged by the cluster:\n{procs.notable_log_lines()}")
         procs.stop_all()
         FIGURES["gateway_retries"] = _count_in_logs(home, "retrying on another replica")
         print(f"\ncluster figures: {json.dumps(FIGURES)}")
@@ -112,7 +115,8 @@ def test_replicas_are_added_and_removed_through_rest(cluster, api):
     assert added.status_code == 200, added.text
     assert [r["replica_id"] for r in added.json()["replicas"]] == [1]
     second = replicas(api, "plain")[1]
-    assert second["status"] == "READY" and second["worker_address"] != first["worker_address"]
+    assert second["status"] == "READY", second
+    assert second["worker_address"] != first["worker_address"]
     gone = api.delete("/v1/models/plain/replicas/0")
     assert gone.status_code == 200 and gone.json()["remaining_replicas"] == 1
     assert [r["replica_id"] for r in replicas(api, "plain")] == [1]

@@ -15,6 +15,7 @@ from typing import Optional
 import click
 
 from ..settings import get_settings
+from .runtime import run_server
 
 logger = logging.getLogger("xinference")
 
@@ -110,7 +111,7 @@ def run_local(host: str = "127.0.0.1", port: int = 9997, log_level: str = "INFO"
               default_model: Optional[str] = DEFAULT_MODEL) -> None:
     """Serve until Ctrl-C (used by ``xinference-local`` and by ``xinference`` with no verb)."""
     try:
-        asyncio.run(serve(host, port, log_level, default_model))
+        run_server(serve(host, port, log_level, default_model))
     except KeyboardInterrupt:
         pass
 

@@ -19,6 +19,7 @@ from typing import Optional
 import click
 
 from ..settings import get_settings
+from .runtime import run_server
 
 logger = logging.getLogger("xinference")
 
@@ -97,7 +98,7 @@ def main(log_level: str, host: str, port: int, supervisor_port: Optional[int]) -
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
     try:
-        asyncio.run(serve(host, port, supervisor_port, log_level.upper()))
+        run_server(serve(host, port, supervisor_port, log_level.upper()))
     except KeyboardInterrupt:
         pass
 

@@ -17,6 +17,7 @@ from typing import Optional
 import click
 
 from ..settings import Settings, get_settings
+from .runtime import run_server
 from .supervisor import LOG_LEVELS, pool_address
 
 logger = logging.getLogger("xinference")
@@ -136,7 +137,7 @@ def main(log_level: str, endpoint: Optional[str], host: str, worker_port: Option
         sys.exit(1)
     endpoint = (endpoint or settings.endpoint).rstrip("/")
     try:
-        asyncio.run(serve(endpoint, host, worker_port, metrics_exporter_port, log_level.upper()))
+        run_server(serve(endpoint, host, worker_port, metrics_exporter_port, log_level.upper()))
     except SupervisorUnreachable as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
