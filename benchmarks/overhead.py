@@ -6,11 +6,13 @@ HTTP client (``http.client``) so the client library's own cost does not count as
 the platform's; the same requests through httpx are reported beside it. Also
 measured, to tell where the time goes: the gateway's HTTP floor (an endpoint
 that touches no actor) and the model actor called over xoscar from this process
-(RPC and the model process, no HTTP, no gateway).
+(RPC and the model process, no HTTP, no gateway), and the engine in-process with
+a short rest before each call, as it gets between served requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import time
@@ -25,6 +27,9 @@ from .context import Bench
 SECTION = "1 overhead (llama.cpp, chat max_tokens=1, sequential)"
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 BLOCK = 20
+# The engine rests between served requests while the answer travels and the next one comes
+# in; this much rest before each direct call shows what that alone costs the engine.
+IDLE_SECONDS = 0.003
 
 
 def request_body(uid: str) -> Dict[str, Any]:
@@ -100,9 +105,13 @@ async def _replica_ref(base_url: str, uid: str) -> Any:
     return await xo.actor_ref(address=replica["address"], uid=replica["replica_uid"])
 
 
-async def _direct_block(engine: Any, body: Dict[str, Any], count: int) -> List[float]:
+async def _direct_block(engine: Any, body: Dict[str, Any], count: int,
+                        idle: float = 0.0) -> List[float]:
+    """In-process engine calls; ``idle`` seconds of rest (not timed) before each one."""
     out = []
     for _ in range(count):
+        if idle:
+            await asyncio.sleep(idle)
         started = time.perf_counter()
         result = await engine.chat(dict(body))
         out.append((time.perf_counter() - started) * 1000)
@@ -136,6 +145,7 @@ def run(bench: Bench) -> None:
     cpu_direct: Dict[str, float] = {}
     via_httpx: List[float] = []
     via_rpc: List[float] = []
+    rested: List[float] = []
     lean = LeanClient(bench.base_url)
     ref = bench.loop.run(_replica_ref(bench.base_url, body["model"]))
     with httpx.Client(base_url=bench.base_url, timeout=60) as client:
@@ -152,14 +162,16 @@ def run(bench: Bench) -> None:
             _add(cpu_direct, cpu)
             via_httpx += _httpx_block(client, body, count // 2)
             via_rpc += bench.loop.run(_rpc_block(ref, body, count // 2))
+            rested += bench.loop.run(_direct_block(engine, body, count // 2, IDLE_SECONDS))
         floor += _floor(lean, 50)
     lean.close()
     s, d, f = summarize(served), summarize(direct), summarize(floor)
-    hx, rpc = summarize(via_httpx), summarize(via_rpc)
+    hx, rpc, rest = summarize(via_httpx), summarize(via_rpc), summarize(rested)
     per_s = {k: v * 1000 / len(served) for k, v in cpu_served.items()}
     per_d = {k: v * 1000 / len(direct) for k, v in cpu_direct.items()}
     bench.report.details["overhead"] = {"served_ms": s, "direct_ms": d, "http_floor_ms": f,
                                         "served_httpx_ms": hx, "rpc_ms": rpc,
+                                        "direct_after_idle_ms": rest,
                                         "requests": total, "cpu_ms_per_request_served": per_s,
                                         "cpu_ms_per_request_direct": per_d}
     bench.report.add(
@@ -170,6 +182,9 @@ def run(bench: Bench) -> None:
             note=f"served-direct = {hx['p50'] - d['p50']:.2f} ms; httpx's own cost included"),
         Row(SECTION, "latency p50, model actor over RPC (no HTTP)", "ms", rpc["p50"], d["p50"],
             note=f"served-direct = {rpc['p50'] - d['p50']:.2f} ms"),
+        Row(SECTION, f"latency p50 vs direct after {IDLE_SECONDS * 1000:.0f} ms idle", "ms",
+            s["p50"], rest["p50"], note=f"served-direct = {s['p50'] - rest['p50']:.2f} ms; "
+            "the engine's own cost of resting between requests taken out"),
         Row(SECTION, "CPU per request, all processes", "ms", per_s["total"], per_d["total"],
             note="gateway + model process + client vs this process"),
         Row(SECTION, "gateway CPU per request", "ms", per_s["gateway"]),

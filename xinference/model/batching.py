@@ -23,7 +23,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Callable, Deque, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,28 @@ class DynamicBatcher:
                 self._queue.remove(job)
             except ValueError:
                 pass
+
+
+# Encoders gather this many times XINFERENCE_BATCH_SIZE items per window: the items are run
+# in length groups capped by a padding budget anyway, so a wider window only sorts them
+# better. all-MiniLM-L6-v2, 256 concurrent requests of 1-8 sentences on 2 cores: windows of
+# 128 served 155 sentences/s against 143 for windows of 32 (direct encode: 171-178).
+ENCODER_GATHER_FACTOR = 4
+
+
+def encoder_batcher(fn: BatchFn, options: Dict[str, Any], name: str) -> DynamicBatcher:
+    """The batcher of an embedding or rerank engine, sized from its engine options.
+
+    ``batch_size`` (items per window) defaults to ``ENCODER_GATHER_FACTOR`` times
+    ``XINFERENCE_BATCH_SIZE``; ``batch_interval`` to ``XINFERENCE_BATCH_INTERVAL``.
+    """
+    size = options.get("batch_size")
+    if size is None:
+        from ..settings import get_settings
+
+        size = ENCODER_GATHER_FACTOR * get_settings().batch_size
+    return DynamicBatcher(fn, max_batch_size=int(size), max_wait=options.get("batch_interval"),
+                          name=name)
 
 
 def length_groups(lengths: Sequence[int], budget: int) -> List[List[int]]:

@@ -6,8 +6,9 @@ worker thread runs ``SentenceTransformer.encode`` on merged batches, so the even
 loop never waits on torch.
 
 Engine options (``EngineConfig.options``): ``n_threads`` (torch intra-op threads,
-default 1), ``batch_size`` / ``batch_interval`` (override ``XINFERENCE_BATCH_SIZE`` /
-``XINFERENCE_BATCH_INTERVAL``), ``max_items`` (inputs per request, default 2048),
+default 1), ``batch_size`` (sentences gathered per batching window, default 4 x
+``XINFERENCE_BATCH_SIZE``) / ``batch_interval`` (default ``XINFERENCE_BATCH_INTERVAL``),
+``max_items`` (inputs per request, default 2048),
 ``padding_budget`` (a merged batch is encoded in runs of similar length, each padded
 to at most this many tokens, default 256), ``trust_remote_code`` (default: the
 family's flag, else false).
@@ -26,7 +27,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ...errors import InvalidRequestError, ModelLaunchError
 from .. import embedding_input as inp
-from ..batching import DynamicBatcher, run_grouped
+from ..batching import DynamicBatcher, encoder_batcher, run_grouped
 from .base import EmbeddingEngine, EngineConfig
 
 # Requests with more text than this are tokenized in a thread, not on the event loop.
@@ -106,9 +107,7 @@ class SentenceTransformersEmbedding(EmbeddingEngine):
         self._tokenizer, self._backend = request_tokenizer(model.tokenizer)
         self._model = model
         options = self.config.options
-        self._batcher = DynamicBatcher(
-            self._encode_batch, max_batch_size=options.get("batch_size"),
-            max_wait=options.get("batch_interval"), name=f"embed-{self.config.model_uid}")
+        self._batcher = encoder_batcher(self._encode_batch, options, f"embed-{self.config.model_uid}")
 
     def _token_limit(self, model: Any) -> int:
         limits = [v for v in (model.max_seq_length, inp.family_flag(self.config.family, "max_tokens"))

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ...errors import InvalidRequestError, ModelLaunchError
 from .. import embedding_input as inp
-from ..batching import DynamicBatcher, run_grouped
+from ..batching import DynamicBatcher, encoder_batcher, run_grouped
 from .base import EngineConfig, RerankEngine
 from .st_embedding import (DEFAULT_PADDING_BUDGET, request_tokenizer, set_torch_threads,
                            trust_remote_code)
@@ -68,9 +68,7 @@ class SentenceTransformersRerank(RerankEngine):
         self._tokenizer, self._backend = request_tokenizer(model.tokenizer)
         self._model = model
         options = self.config.options
-        self._batcher = DynamicBatcher(
-            self._score_batch, max_batch_size=options.get("batch_size"),
-            max_wait=options.get("batch_interval"), name=f"rerank-{self.config.model_uid}")
+        self._batcher = encoder_batcher(self._score_batch, options, f"rerank-{self.config.model_uid}")
 
     def close(self) -> None:
         if self._batcher is not None:
