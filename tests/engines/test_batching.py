@@ -177,3 +177,35 @@ def test_length_groups_bound_padding():
     assert length_groups([300], budget=10) == [[0]]
     items = ["a" * n for n in lengths]
     assert run_grouped(lambda xs: [len(x) for x in xs], items, lengths, 200) == lengths
+
+
+@pytest.fixture
+def batch_size_env(monkeypatch):
+    from xinference.settings import get_settings
+
+    def set_size(value):
+        monkeypatch.setenv("XINFERENCE_BATCH_SIZE", str(value))
+        get_settings(refresh=True)
+
+    yield set_size
+    monkeypatch.undo()
+    get_settings(refresh=True)
+
+
+def test_encoder_batcher_window_follows_batch_size_setting_and_options(batch_size_env):
+    from xinference.model.batching import ENCODER_GATHER_FACTOR, encoder_batcher
+
+    batch_size_env(8)
+    assert encoder_batcher(Recorder(), {}, "e").max_batch_size == 8 * ENCODER_GATHER_FACTOR
+    explicit = encoder_batcher(Recorder(), {"batch_size": "5", "batch_interval": 0.5}, "e")
+    assert (explicit.max_batch_size, explicit.max_wait) == (5, 0.5)
+
+
+@pytest.mark.parametrize("options", [{"batch_size": 0}, {"batch_size": "many"},
+                                     {"batch_interval": -1}])
+def test_encoder_batcher_rejects_bad_options_as_a_bad_request(options):
+    from xinference.errors import InvalidRequestError
+    from xinference.model.batching import encoder_batcher
+
+    with pytest.raises(InvalidRequestError, match="batch"):
+        encoder_batcher(Recorder(), options, "e")

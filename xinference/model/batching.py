@@ -25,6 +25,8 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
+from ..errors import InvalidRequestError
+
 logger = logging.getLogger(__name__)
 
 BatchFn = Callable[[List[Any]], Sequence[Any]]
@@ -232,13 +234,20 @@ def encoder_batcher(fn: BatchFn, options: Dict[str, Any], name: str) -> DynamicB
     ``batch_size`` (items per window) defaults to ``ENCODER_GATHER_FACTOR`` times
     ``XINFERENCE_BATCH_SIZE``; ``batch_interval`` to ``XINFERENCE_BATCH_INTERVAL``.
     """
-    size = options.get("batch_size")
-    if size is None:
-        from ..settings import get_settings
+    from ..settings import get_settings
 
-        size = ENCODER_GATHER_FACTOR * get_settings().batch_size
-    return DynamicBatcher(fn, max_batch_size=int(size), max_wait=options.get("batch_interval"),
-                          name=name)
+    size, wait = options.get("batch_size"), options.get("batch_interval")
+    try:
+        size = ENCODER_GATHER_FACTOR * get_settings().batch_size if size is None else int(size)
+        wait = None if wait is None else float(wait)
+    except (TypeError, ValueError):
+        raise InvalidRequestError(f"Bad batching option: batch_size={options.get('batch_size')!r}, "
+                                  f"batch_interval={options.get('batch_interval')!r}; "
+                                  "give a whole number and seconds") from None
+    if size < 1 or (wait is not None and wait < 0):
+        raise InvalidRequestError("Bad batching option: batch_size must be at least 1 and "
+                                  "batch_interval at least 0", param="batch_size")
+    return DynamicBatcher(fn, max_batch_size=size, max_wait=wait, name=name)
 
 
 def length_groups(lengths: Sequence[int], budget: int) -> List[List[int]]:
