@@ -1,5 +1,6 @@
 """REST and OpenAI SDK against a real xinference-local with SmolLM2 on llama.cpp."""
 
+import importlib.util
 import json
 import os
 import signal
@@ -150,3 +151,16 @@ def test_killed_model_process_is_reported_and_server_keeps_serving(api):
         "model": DEFAULT_MODEL, "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]})
     assert ok.status_code == 200
     assert api.delete("/v1/models/doomed").status_code == 200
+
+
+def _loads_torch(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as maps:
+        return "libtorch" in maps.read()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None or not os.path.exists("/proc"),
+                    reason="needs torch installed (else nothing could load it) and /proc")
+def test_server_and_llama_cpp_model_processes_keep_torch_out(api, local_server):
+    replica_pid = api.get(f"/v1/models/{DEFAULT_MODEL}").json()["replicas"][0]["pid"]
+    assert not _loads_torch(local_server.process.pid)
+    assert not _loads_torch(replica_pid)

@@ -25,6 +25,7 @@ from ..model.download import ensure_model_files
 from ..model.registry import ModelFamily
 from ..settings import get_settings
 from . import pool as pool_hooks
+from . import pool_setup
 from .heartbeat import HeartbeatLoop
 from .messages import ModelManifest, ReplicaReport, ReplicaSpec
 from .model_actor import ModelActor
@@ -170,7 +171,8 @@ class WorkerActor(xo.StatelessActor):
             if replica.cancelled:
                 raise ModelLaunchError("the replica was stopped while its files were downloading")
         pool = pool_hooks.get_main_pool()
-        address = replica.address = await pool.append_sub_pool(env=model_env(spec))
+        address = replica.address = await pool.append_sub_pool(env=model_env(spec),
+                                                              modules=[pool_setup.MODULE])
         try:
             ref = await xo.create_actor(ModelActor, spec, self._log_file, self._log_level,
                                         address=address, uid=spec.replica_uid)

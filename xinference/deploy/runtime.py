@@ -46,6 +46,8 @@ def run_server(main: Coroutine[Any, Any, Any]) -> Any:
     ``XOSCAR_DIR`` at import).
     """
     folder = _private_xoscar_dir()
+    from ..core import pool_setup  # noqa: F401 - keeps torch out of this process's pool
+
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(main)
