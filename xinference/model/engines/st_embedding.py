@@ -22,103 +22,28 @@ with 2 under load). The default is 1; pass ``n_threads=2`` on a machine with spa
 from __future__ import annotations
 
 import asyncio
-import copy
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from ...errors import InvalidRequestError, ModelLaunchError
+from ...errors import InvalidRequestError
 from .. import embedding_input as inp
-from ..batching import DynamicBatcher, encoder_batcher, run_grouped
 from .base import EmbeddingEngine, EngineConfig
-
-# Requests with more text than this are tokenized in a thread, not on the event loop.
-_INLINE_TOKENIZE_CHARS = 16_000
-DEFAULT_PADDING_BUDGET = 256
+from .st_common import INLINE_TOKENIZE_CHARS, BatchedSentenceModel, count_tokens
 
 
-def set_torch_threads(options: Dict[str, Any]) -> int:
-    """Apply ``options["n_threads"]`` (default 1) to torch; returns the count used."""
-    import torch
 
-    n_threads = int(options.get("n_threads") or 1)
-    if n_threads < 1:
-        raise InvalidRequestError("n_threads must be at least 1", param="n_threads")
-    torch.set_num_threads(n_threads)
-    return n_threads
-
-
-def trust_remote_code(config: EngineConfig) -> bool:
-    """The ``trust_remote_code`` option, else the family's flag, else false."""
-    value = config.options.get("trust_remote_code")
-    if value is None:
-        value = inp.family_flag(config.family, "trust_remote_code")
-    return bool(value)
-
-
-def request_tokenizer(tokenizer: Any) -> Tuple[Any, Any]:
-    """A private copy of ``tokenizer`` for counting tokens outside the engine thread.
-
-    Returns ``(tokenizer_copy, backend)`` where ``backend`` is the Rust tokenizer with
-    truncation and padding off (read-only use of it is thread-safe), or None for a
-    slow tokenizer.
-    """
-    own = copy.deepcopy(tokenizer)
-    backend = getattr(own, "backend_tokenizer", None)
-    if backend is not None:
-        backend.no_truncation()
-        backend.no_padding()
-    return own, backend
-
-
-def count_tokens(tokenizer: Any, backend: Any, texts: Sequence[Any]) -> List[int]:
-    """Token counts of texts (or of ``(a, b)`` pairs), special tokens included."""
-    if backend is not None:
-        return [len(e.ids) for e in backend.encode_batch(list(texts), add_special_tokens=True)]
-    return [len(tokenizer(*t if isinstance(t, tuple) else (t,))["input_ids"]) for t in texts]
-
-
-class SentenceTransformersEmbedding(EmbeddingEngine):
+class SentenceTransformersEmbedding(BatchedSentenceModel, EmbeddingEngine):
     """OpenAI ``/v1/embeddings`` on a ``SentenceTransformer`` model, on CPU."""
 
     def __init__(self, config: EngineConfig):
         super().__init__(config)
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._backend: Any = None
-        self._batcher: Optional[DynamicBatcher] = None
         self.dimensions = 0
-        self.max_tokens = 0
-        self.n_threads = 1
 
     def load(self) -> None:
         """Load the model on CPU and start its batcher."""
-        self.n_threads = set_torch_threads(self.config.options)
         from sentence_transformers import SentenceTransformer
 
-        try:
-            model = SentenceTransformer(self.config.model_path, device="cpu",
-                                        trust_remote_code=trust_remote_code(self.config))
-        except Exception as exc:
-            raise ModelLaunchError(
-                f"sentence-transformers could not load {self.config.model_path!r}: {exc}") from exc
-        model.eval()
-        self.max_tokens = self._token_limit(model)
-        model.max_seq_length = self.max_tokens
+        model = self._load_model(SentenceTransformer, "embed", self._encode_batch)
         self.dimensions = int(model.get_embedding_dimension() or 0)
-        self._tokenizer, self._backend = request_tokenizer(model.tokenizer)
-        self._model = model
-        options = self.config.options
-        self._batcher = encoder_batcher(self._encode_batch, options, f"embed-{self.config.model_uid}")
-
-    def _token_limit(self, model: Any) -> int:
-        limits = [v for v in (model.max_seq_length, inp.family_flag(self.config.family, "max_tokens"))
-                  if isinstance(v, int) and v > 0]
-        return min(limits) if limits else 512
-
-    def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
-            self._batcher = None
-        self._model = None
 
     def describe(self) -> Dict[str, Any]:
         return {"n_threads": self.n_threads, "dimensions": self.dimensions,
@@ -132,9 +57,7 @@ class SentenceTransformersEmbedding(EmbeddingEngine):
 
     def _encode_batch(self, items: List[Tuple[str, int]]) -> List[Any]:
         """Vectors for ``(text, n_tokens)`` items, encoded in runs of similar length."""
-        budget = int(self.config.options.get("padding_budget") or DEFAULT_PADDING_BUDGET)
-        return run_grouped(self._encode, [t for t, _ in items],
-                           [min(n, self.max_tokens) for _, n in items], budget)
+        return self._run_grouped(self._encode, [t for t, _ in items], [n for _, n in items])
 
     @property
     def _max_items(self) -> int:
@@ -164,7 +87,7 @@ class SentenceTransformersEmbedding(EmbeddingEngine):
                                     bool(inp.family_flag(self.config.family, "matryoshka")),
                                     self.config.model_name or "this model")
         truncate = inp.parse_truncate(request)
-        if sum(len(i) for i in items) > _INLINE_TOKENIZE_CHARS:
+        if sum(len(i) for i in items) > INLINE_TOKENIZE_CHARS:
             prepared = await asyncio.to_thread(self._prepare, items, truncate)
         else:
             prepared = self._prepare(items, truncate)

@@ -20,61 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
-from ...errors import InvalidRequestError, ModelLaunchError
+from ...errors import InvalidRequestError
 from .. import embedding_input as inp
-from ..batching import DynamicBatcher, encoder_batcher, run_grouped
-from .base import EngineConfig, RerankEngine
-from .st_embedding import (DEFAULT_PADDING_BUDGET, request_tokenizer, set_torch_threads,
-                           trust_remote_code)
+from .base import RerankEngine
+from .st_common import INLINE_TOKENIZE_CHARS, BatchedSentenceModel
 
-_INLINE_TOKENIZE_CHARS = 16_000
 API_VERSION = {"version": "2", "is_deprecated": False}
 
 # (query, document text, tokens of the pair)
 _Pair = Tuple[str, str, int]
 
 
-class SentenceTransformersRerank(RerankEngine):
+class SentenceTransformersRerank(BatchedSentenceModel, RerankEngine):
     """Xinference ``/v1/rerank`` on a ``CrossEncoder`` model, on CPU."""
-
-    def __init__(self, config: EngineConfig):
-        super().__init__(config)
-        self._model: Any = None
-        self._tokenizer: Any = None
-        self._backend: Any = None
-        self._batcher: Optional[DynamicBatcher] = None
-        self.max_tokens = 0
-        self.n_threads = 1
 
     def load(self) -> None:
         """Load the cross-encoder on CPU and start its batcher."""
-        self.n_threads = set_torch_threads(self.config.options)
         from sentence_transformers import CrossEncoder
 
-        try:
-            model = CrossEncoder(self.config.model_path, device="cpu",
-                                 trust_remote_code=trust_remote_code(self.config))
-        except Exception as exc:
-            raise ModelLaunchError(
-                f"sentence-transformers could not load {self.config.model_path!r} "
-                f"as a CrossEncoder: {exc}") from exc
-        model.eval()
-        limits = [v for v in (model.max_seq_length, inp.family_flag(self.config.family, "max_tokens"))
-                  if isinstance(v, int) and v > 0]
-        self.max_tokens = min(limits) if limits else 512
-        model.max_seq_length = self.max_tokens
-        self._tokenizer, self._backend = request_tokenizer(model.tokenizer)
-        self._model = model
-        options = self.config.options
-        self._batcher = encoder_batcher(self._score_batch, options, f"rerank-{self.config.model_uid}")
-
-    def close(self) -> None:
-        if self._batcher is not None:
-            self._batcher.close()
-            self._batcher = None
-        self._model = None
+        self._load_model(CrossEncoder, "rerank", self._score_batch)
 
     def describe(self) -> Dict[str, Any]:
         return {"n_threads": self.n_threads, "max_tokens": self.max_tokens,
@@ -86,9 +52,8 @@ class SentenceTransformersRerank(RerankEngine):
         return [float(s) for s in scores]
 
     def _score_batch(self, items: List[_Pair]) -> List[float]:
-        budget = int(self.config.options.get("padding_budget") or DEFAULT_PADDING_BUDGET)
-        return run_grouped(self._predict, [(q, d) for q, d, _ in items],
-                           [min(n, self.max_tokens) for _, _, n in items], budget)
+        return self._run_grouped(self._predict, [(q, d) for q, d, _ in items],
+                                 [n for _, _, n in items])
 
     def _pair_tokens(self, query: str, docs: List[str]) -> List[int]:
         if self._backend is not None:
@@ -133,7 +98,7 @@ class SentenceTransformersRerank(RerankEngine):
         max_items = int(self.config.options.get("max_items") or inp.DEFAULT_MAX_ITEMS)
         params = inp.parse_rerank(request, max_items)
         size = len(params.query) * len(params.documents) + sum(len(d) for d in params.documents)
-        if size > _INLINE_TOKENIZE_CHARS:
+        if size > INLINE_TOKENIZE_CHARS:
             pairs, owners = await asyncio.to_thread(self._prepare, params)
         else:
             pairs, owners = self._prepare(params)
