@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import importlib
 import json
 import re
 import threading
@@ -29,8 +30,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
-from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
-                       RequestAbortedError)
+from ...errors import (EngineUnavailableError, InvalidRequestError, ModelLaunchError,
+                       ModelUnavailableError, RequestAbortedError)
 from ...settings import get_settings
 from ..llm import protocol as P
 from ..llm.assembler import ChatDeltaAssembler
@@ -169,6 +170,24 @@ def gpu_count(config: Any) -> int:
         return max(1, int(config.n_gpu))
     except (TypeError, ValueError):
         return 1
+
+
+def import_gpu_engine(module: str, name: str, extra: str) -> Any:
+    """The engine's module, or EngineUnavailableError saying what is missing.
+
+    ``name`` is how users know the engine ("vLLM"); ``extra`` the ``xinference``
+    extra that installs it. The engines behind this need a CUDA GPU.
+    """
+    from . import registry
+
+    try:
+        engine = importlib.import_module(module)
+    except ImportError as exc:
+        raise EngineUnavailableError(f"{name} is not installed ({exc}); install it with: "
+                                     f"pip install 'xinference[{extra}]'") from None
+    if not registry.has_cuda_device():
+        raise EngineUnavailableError(f"{name} needs a CUDA GPU and none is visible on this machine")
+    return engine
 
 
 # --------------------------------------------------------------------------- the engine

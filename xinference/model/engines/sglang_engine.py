@@ -33,25 +33,17 @@ import json
 import secrets
 from typing import Any, AsyncIterator, Dict, List, Optional
 
-from ...errors import (EngineUnavailableError, InvalidRequestError, ModelLaunchError,
-                       RequestAbortedError)
+from ...errors import InvalidRequestError, ModelLaunchError, RequestAbortedError
 from ..llm import protocol as P
-from . import registry
-from .delta_engine import Delta, DeltaEngine, Job, coerce_options, dataclass_fields, gpu_count
+from .delta_engine import (Delta, DeltaEngine, Job, coerce_options, dataclass_fields, gpu_count,
+                           import_gpu_engine)
 
 _MANAGED = ("model_path",)
-_INSTALL = "install it with: pip install 'xinference[sglang]'"
 
 
 def import_sglang() -> Any:
     """The ``sglang`` module, or :class:`EngineUnavailableError` saying what is missing."""
-    try:
-        sglang = importlib.import_module("sglang")
-    except ImportError as exc:
-        raise EngineUnavailableError(f"SGLang is not installed ({exc}); {_INSTALL}") from None
-    if not registry.has_cuda_device():
-        raise EngineUnavailableError("SGLang needs a CUDA GPU and none is visible on this machine")
-    return sglang
+    return import_gpu_engine("sglang", "SGLang", "sglang")
 
 
 def server_arg_values(config: Any, fields: Dict[str, Any]) -> Dict[str, Any]:

@@ -30,25 +30,17 @@ import importlib
 import secrets
 from typing import Any, AsyncIterator, Dict, List, Optional
 
-from ...errors import (EngineUnavailableError, InvalidRequestError, ModelLaunchError,
-                       RequestAbortedError)
+from ...errors import InvalidRequestError, ModelLaunchError, RequestAbortedError
 from ..llm import protocol as P
-from . import registry
-from .delta_engine import Delta, DeltaEngine, Job, coerce_options, dataclass_fields, gpu_count
+from .delta_engine import (Delta, DeltaEngine, Job, coerce_options, dataclass_fields, gpu_count,
+                           import_gpu_engine)
 
 _MANAGED = ("model",)
-_INSTALL = "install it with: pip install 'xinference[vllm]'"
 
 
 def import_vllm() -> Any:
     """The ``vllm`` module, or :class:`EngineUnavailableError` saying what is missing."""
-    try:
-        vllm = importlib.import_module("vllm")
-    except ImportError as exc:
-        raise EngineUnavailableError(f"vLLM is not installed ({exc}); {_INSTALL}") from None
-    if not registry.has_cuda_device():
-        raise EngineUnavailableError("vLLM needs a CUDA GPU and none is visible on this machine")
-    return vllm
+    return import_gpu_engine("vllm", "vLLM", "vllm")
 
 
 def engine_arg_values(config: Any, fields: Dict[str, Any]) -> Dict[str, Any]:
