@@ -50,6 +50,7 @@ class Settings:
     virtual_env_skip_installed: bool = True
     csg_token: Optional[str] = None
     csg_endpoint: str = "https://hub-stg.opencsg.com/"
+    model_actor_auto_recover_limit: int = 3
     heartbeat_interval: float = 2.0
     worker_lost_timeout: float = 10.0
 
@@ -79,6 +80,8 @@ class Settings:
             )
         if self.batch_size < 1:
             raise SettingsError("XINFERENCE_BATCH_SIZE must be at least 1")
+        if self.model_actor_auto_recover_limit < 0:
+            raise SettingsError("XINFERENCE_MODEL_ACTOR_AUTO_RECOVER_LIMIT must be 0 or more")
 
     @property
     def logs_dir(self) -> Path:

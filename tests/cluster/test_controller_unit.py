@@ -81,7 +81,8 @@ class Cluster:
     """A controller over fake workers; ``restart()`` builds a fresh controller (same workers)."""
 
     def __init__(self, names=("w1:1", "w2:1", "w3:1"), lost_timeout=10.0, rejoin_window=0.0,
-                 gpus=0):
+                 gpus=0, restart_limit=0):
+        self.restart_limit = restart_limit
         self.clock = Clock()
         self.workers = {name: FakeWorker(name) for name in names}
         for worker in self.workers.values():
@@ -95,7 +96,8 @@ class Cluster:
         state = ClusterState(self.lost_timeout, "IDLE_FIRST", True, clock=self.clock,
                              startup_grace=rejoin_window)
         return ClusterController(state, self.connect, rejoin_window=rejoin_window,
-                                 rejoin_wait=rejoin_window, clock=self.clock)
+                                 rejoin_wait=rejoin_window, clock=self.clock,
+                                 restart_limit=self.restart_limit)
 
     async def connect(self, address):
         worker = self.workers[address]
@@ -315,6 +317,25 @@ def test_process_death_is_failed_with_its_reason_and_not_relaunched():
         assert cluster.placement()[0][1] == "FAILED"
         assert (await cluster.controller.check())[1].launches == []
         assert "SIGKILL" in cluster.controller.describe_model("m")["error"]
+    asyncio.run(run())
+
+
+def test_process_death_restarts_the_replica_until_its_budget_is_spent():
+    async def run():
+        cluster = Cluster(restart_limit=2)
+        await launch(cluster, replica=1)
+        for attempt in (1, 2):
+            assert cluster.controller.report_replica_failed("m", "m-0", "killed by SIGKILL")
+            assert cluster.placement()[0][1] == "LOST"
+            assert [r.index for r in (await cluster.controller.check())[1].launches] == [0]
+            await settle()
+            (replica,) = cluster.controller.replica_dicts("m")
+            assert (replica["status"], replica["restarts"]) == ("READY", attempt)
+            assert replica["last_failure"] == "killed by SIGKILL"
+        assert not cluster.controller.report_replica_failed("m", "m-0", "killed by SIGKILL")
+        assert cluster.placement()[0][1] == "FAILED"
+        assert (await cluster.controller.check())[1].launches == []
+        assert "after 2 restarts" in cluster.controller.describe_model("m")["error"]
     asyncio.run(run())
 
 

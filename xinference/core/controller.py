@@ -96,8 +96,11 @@ class ClusterController:
 
     def __init__(self, state: ClusterState, connect: Connect, *, rejoin_window: float = 0.0,
                  rejoin_wait: float = 0.0, call_timeout: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic, local_address: Optional[str] = None):
+                 clock: Callable[[], float] = time.monotonic, local_address: Optional[str] = None,
+                 restart_limit: int = 0):
         self.state = state
+        self.restart_limit = max(0, restart_limit)
+        self._restarts: Dict[Tuple[str, int], Tuple[int, str]] = {}  # (count, last reason)
         self.models: Dict[str, ModelRecord] = {}
         self._connect = connect
         self._clock = clock
@@ -287,6 +290,8 @@ class ClusterController:
         self.model(model_uid)
         records = self.state.replicas.remove_model(model_uid)
         self.models.pop(model_uid, None)
+        for key in [k for k in self._restarts if k[0] == model_uid]:
+            del self._restarts[key]
         await asyncio.gather(*(self._stop_on_worker(r.worker_address, r.replica_uid)
                                for r in records))
         logger.info("Terminated %s", model_uid)
@@ -295,17 +300,40 @@ class ClusterController:
         await asyncio.gather(*(self.terminate_model(uid) for uid in list(self.models)),
                              return_exceptions=True)
 
-    def report_replica_failed(self, model_uid: str, replica_uid: str, reason: str) -> None:
-        """A worker saw a replica's process die: FAILED with the reason (not re-launched)."""
+    def report_replica_failed(self, model_uid: str, replica_uid: str, reason: str) -> bool:
+        """A worker saw a replica's process die; True when it is to be started again.
+
+        While the replica's restart budget (``restart_limit`` for the model's lifetime)
+        lasts it becomes LOST, which the next :meth:`check` places and starts again;
+        after that it stays FAILED with the reason.
+        """
         if not self.state.replicas.has_model(model_uid):
-            return
+            return False
         for record in self.state.replicas.records(model_uid):
-            if record.replica_uid == replica_uid and record.state in (S.LAUNCHING, S.READY):
-                self.state.replicas.transition(model_uid, record.index, S.FAILED, reason)
-                logger.error("Replica %s of %s failed: %s", replica_uid, model_uid, reason)
+            if record.replica_uid != replica_uid or record.state not in (S.LAUNCHING, S.READY):
+                continue
+            key = (model_uid, record.index)
+            used = self._restarts.get(key, (0, ""))[0]
+            if used < self.restart_limit:
+                self._restarts[key] = (used + 1, reason)
+                self.state.replicas.transition(
+                    model_uid, record.index, S.LOST,
+                    f"{reason}; restarting it ({used + 1} of {self.restart_limit})")
+                logger.warning("Replica %s of %s died (%s); restarting it (%d of %d)",
+                               replica_uid, model_uid, reason, used + 1, self.restart_limit)
+                return True
+            if used:
+                reason = f"{reason} (after {used} restart{'s' if used > 1 else ''})"
+            self.state.replicas.transition(model_uid, record.index, S.FAILED, reason)
+            logger.error("Replica %s of %s failed: %s", replica_uid, model_uid, reason)
+        return False
 
     def replica_dicts(self, model_uid: str) -> List[Dict[str, Any]]:
-        return [r.to_dict() for r in self.state.replicas.records(model_uid)]
+        out = []
+        for record in self.state.replicas.records(model_uid):
+            restarts, last = self._restarts.get((model_uid, record.index), (0, None))
+            out.append(dict(record.to_dict(), restarts=restarts, last_failure=last))
+        return out
 
     async def get_replicas(self, model_uid: str) -> Dict[str, Any]:
         """The model's type, status and replicas; waits briefly while workers rejoin."""

@@ -56,6 +56,7 @@ class SupervisorActor(xo.StatelessActor):
         self._rejoin_window = rejoin_window
         self._strategy = strategy
         self._allow_multi = allow_multi_replica_per_gpu
+        self._restart_limit = settings.model_actor_auto_recover_limit
         self._controller: Optional[ClusterController] = None
         self._monitor: Optional[asyncio.Task] = None
 
@@ -69,7 +70,8 @@ class SupervisorActor(xo.StatelessActor):
         wait = min(self._rejoin_window, 2 * self._heartbeat_interval + 1)
         self._controller = ClusterController(state, self._worker_ref,
                                              rejoin_window=self._rejoin_window, rejoin_wait=wait,
-                                             local_address=self.address)
+                                             local_address=self.address,
+                                             restart_limit=self._restart_limit)
         self._monitor = asyncio.create_task(self._watch())
         logger.info("Supervisor at %s: heartbeat every %.1f s, workers lost after %.1f s",
                     self.address, self._heartbeat_interval, self._lost_timeout)
@@ -115,7 +117,9 @@ class SupervisorActor(xo.StatelessActor):
         return self._controller.workers()
 
     async def report_replica_failed(self, model_uid: str, replica_uid: str, reason: str) -> None:
-        self._controller.report_replica_failed(model_uid, replica_uid, reason)
+        """A replica's process died: start it again now if its restart budget allows."""
+        if self._controller.report_replica_failed(model_uid, replica_uid, reason):
+            await self._controller.check()
 
     async def cluster_info(self) -> Dict[str, Any]:
         workers = self._controller.workers()
