@@ -13,6 +13,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
 
 import xoscar as xo
 
+from ..core.data_plane import UNARY_METHODS, DataPlaneClient
 from ..settings import Settings
 from .router import ReplicaHandle, ReplicaRouter, replica_gone
 
@@ -73,13 +74,28 @@ class Gateway:
             handle = await self.router.pick(model_uid, tried)
             handle.outstanding += 1
             try:
-                return await getattr(handle.ref, method)(request)
+                return await self._unary(handle, method, request)
             except Exception as exc:  # noqa: BLE001 - re-raised unless the replica is gone
                 if not self._retrying(model_uid, handle, exc, tried, attempt):
                     raise
             finally:
                 handle.outstanding -= 1
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _unary(handle: ReplicaHandle, method: str, request: Dict[str, Any]) -> Any:
+        """One unary call: on the replica's data plane when it has one, else through xoscar."""
+        if method in UNARY_METHODS and not handle.data_plane_checked:
+            handle.data_plane_checked = True
+            try:
+                port = await handle.ref.data_port()
+            except Exception:  # noqa: BLE001 - no data plane: the xoscar call below says why
+                port = None
+            if port:
+                handle.data_plane = DataPlaneClient(handle.address.rsplit(":", 1)[0], port)
+        if handle.data_plane is not None and method in UNARY_METHODS:
+            return await handle.data_plane.call(method, request)
+        return await getattr(handle.ref, method)(request)
 
     async def _open_stream(self, model_uid: str, method: str, request: Dict[str, Any]):
         """(handle, iterator, first batch or None): the first pull is where a dead replica shows."""

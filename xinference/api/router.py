@@ -43,6 +43,8 @@ class ReplicaHandle:
     address: str
     ref: Any
     outstanding: int = 0
+    data_plane: Any = None  # its DataPlaneClient, once asked for (None: calls go by xoscar)
+    data_plane_checked: bool = False
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -122,7 +124,9 @@ class ReplicaRouter:
         prefix = f"{model_uid}-"
         for key in [k for k in self._handles if k[0].startswith(prefix) and k not in keys]:
             if self._handles[key].outstanding == 0:
-                del self._handles[key]
+                handle = self._handles.pop(key)
+                if handle.data_plane is not None:
+                    handle.data_plane.close()
         for key in [k for k in self._dead if k[0].startswith(prefix) and k not in keys]:
             del self._dead[key]
 

@@ -21,6 +21,7 @@ import xoscar as xo
 
 from ..errors import InvalidRequestError, ModelLaunchError, XinferenceError
 from ..model.engines.registry import find_engine, load_engine_class
+from . import data_plane
 from .messages import ReplicaSpec
 from .streaming import json_bytes, json_lines, ready_batches
 
@@ -49,6 +50,7 @@ class ModelActor(xo.StatelessActor):
         self._engine = None
         self._log_file = log_file
         self._log_level = log_level
+        self._data_plane: Optional[asyncio.AbstractServer] = None
 
     async def __post_create__(self):
         if self._log_file:
@@ -57,6 +59,9 @@ class ModelActor(xo.StatelessActor):
             configure_process_logging(self._log_file, self._log_level)
 
     async def __pre_destroy__(self):
+        if self._data_plane is not None:
+            self._data_plane.close()
+            self._data_plane = None
         if self._engine is not None:
             await asyncio.to_thread(self._engine.close)
             self._engine = None
@@ -77,9 +82,26 @@ class ModelActor(xo.StatelessActor):
                 f"{cfg.engine} failed to load {cfg.model_name}: {type(exc).__name__}: {exc}"
             ) from None
         self._engine = engine
+        await self._open_data_plane()
         logger.info("Replica %s of %s ready on %s (pid %d)", self._spec.replica_uid,
                     cfg.model_uid, cfg.engine, os.getpid())
         return {"pid": os.getpid(), **engine.describe()}
+
+    async def _open_data_plane(self) -> None:
+        """Listen for the gateway's unary calls (see :mod:`.data_plane`); xoscar still works."""
+        host = self.address.rsplit(":", 1)[0]
+        try:
+            self._data_plane = await data_plane.serve(
+                lambda method, request: getattr(self, method)(request), host)
+        except OSError as exc:
+            logger.warning("No data plane for %s (%s); unary calls go through xoscar",
+                           self._spec.replica_uid, exc)
+
+    async def data_port(self) -> Optional[int]:
+        """The port of this replica's data plane on its pool's host, or None."""
+        if self._data_plane is None or not self._data_plane.sockets:
+            return None
+        return self._data_plane.sockets[0].getsockname()[1]
 
     def _require(self, method: str):
         if self._engine is None:

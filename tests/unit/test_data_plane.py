@@ -1,0 +1,135 @@
+"""The data plane over real loopback sockets, with a plain coroutine as the replica."""
+
+import asyncio
+import sys
+
+import pytest
+
+from xinference.api.router import replica_gone
+from xinference.core.data_plane import DataPlaneClient, serve
+from xinference.errors import InvalidRequestError
+
+
+class Replica:
+    """Answers like a model actor's ``*_json`` methods; records what it was asked."""
+
+    def __init__(self):
+        self.calls = []
+        self.cancelled = 0
+        self.release = asyncio.Event()
+
+    async def dispatch(self, method, request):
+        self.calls.append((method, request))
+        if request.get("fail"):
+            raise InvalidRequestError("bad temperature", param="temperature")
+        if request.get("hold"):
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+        return f'{{"echo": "{request["text"]}"}}'.encode()
+
+
+async def started(replica):
+    server = await serve(replica.dispatch, "127.0.0.1")
+    return server, DataPlaneClient("127.0.0.1", server.sockets[0].getsockname()[1])
+
+
+def test_answers_come_back_as_bytes_and_connections_are_reused():
+    async def run():
+        replica = Replica()
+        server, client = await started(replica)
+        assert await client.call("chat_json", {"text": "hi"}) == b'{"echo": "hi"}'
+        assert await client.call("embed_json", {"text": "again"}) == b'{"echo": "again"}'
+        assert len(client._idle) == 1
+        assert replica.calls == [("chat_json", {"text": "hi"}), ("embed_json", {"text": "again"})]
+        client.close()
+        server.close()
+    asyncio.run(run())
+
+
+def test_concurrent_calls_each_get_their_own_answer():
+    async def run():
+        replica = Replica()
+        server, client = await started(replica)
+        texts = [f"t{i}" for i in range(20)]
+        answers = await asyncio.gather(*(client.call("chat_json", {"text": t}) for t in texts))
+        assert answers == [f'{{"echo": "{t}"}}'.encode() for t in texts]
+        client.close()
+        server.close()
+    asyncio.run(run())
+
+
+def test_the_replicas_exception_is_raised_with_its_class_and_fields():
+    async def run():
+        server, client = await started(Replica())
+        with pytest.raises(InvalidRequestError, match="bad temperature") as info:
+            await client.call("chat_json", {"fail": True})
+        assert info.value.param == "temperature"
+        assert await client.call("chat_json", {"text": "still fine"}) == b'{"echo": "still fine"}'
+        with pytest.raises(ValueError, match="does not serve 'pid'"):
+            await client.call("pid", {})
+        client.close()
+        server.close()
+    asyncio.run(run())
+
+
+def test_cancelling_a_call_cancels_the_work_in_the_replica():
+    async def run():
+        replica = Replica()
+        server, client = await started(replica)
+        call = asyncio.ensure_future(client.call("chat_json", {"hold": True, "text": "x"}))
+        while not replica.calls:
+            await asyncio.sleep(0.01)
+        call.cancel()
+        for _ in range(100):
+            if replica.cancelled:
+                break
+            await asyncio.sleep(0.01)
+        assert replica.cancelled == 1
+        assert client._idle == []
+        server.close()
+    asyncio.run(run())
+
+
+REPLICA_PROCESS = """
+import asyncio, sys
+from xinference.core.data_plane import serve
+
+async def dispatch(method, request):
+    if request.get("hold"):
+        await asyncio.sleep(60)
+    return b"{}"
+
+async def main():
+    server = await serve(dispatch, "127.0.0.1")
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await asyncio.sleep(120)
+
+asyncio.run(main())
+"""
+
+
+def test_a_replica_process_that_dies_raises_a_connection_error():
+    async def run():
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-c", REPLICA_PROCESS,
+                                                    stdout=asyncio.subprocess.PIPE)
+        try:
+            port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
+            client = DataPlaneClient("127.0.0.1", port)
+            assert await client.call("chat_json", {}) == b"{}"
+            held = asyncio.ensure_future(client.call("chat_json", {"hold": True}))
+            await asyncio.sleep(0.2)
+            proc.kill()
+            with pytest.raises(ConnectionError) as info:
+                await asyncio.wait_for(held, 10)
+            assert replica_gone(info.value)
+            with pytest.raises(ConnectionError) as info:
+                await client.call("chat_json", {})
+            assert replica_gone(info.value)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+    asyncio.run(run())
