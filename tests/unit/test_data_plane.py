@@ -1,6 +1,7 @@
 """The data plane over real loopback sockets, with a plain coroutine as the replica."""
 
 import asyncio
+import os
 import sys
 
 import pytest
@@ -31,15 +32,39 @@ class Replica:
         return f'{{"echo": "{request["text"]}"}}'.encode()
 
 
-async def started(replica):
-    server = await serve(replica.dispatch, "127.0.0.1")
-    return server, DataPlaneClient("127.0.0.1", server.sockets[0].getsockname()[1])
+async def started(replica, unix_path=None):
+    """The replica's server and a client; over the unix socket when ``unix_path`` is given."""
+    server = await serve(replica.dispatch, "127.0.0.1", unix_path=unix_path)
+    assert server.unix_path == unix_path
+    return server, DataPlaneClient("127.0.0.1", server.port, server.unix_path)
 
 
-def test_answers_come_back_as_bytes_and_connections_are_reused():
+@pytest.fixture(params=["tcp", "unix"])
+def unix_path(request, tmp_path):
+    return str(tmp_path / "replica.sock") if request.param == "unix" else None
+
+
+def test_the_client_takes_the_unix_socket_when_it_is_on_this_host(tmp_path):
     async def run():
         replica = Replica()
-        server, client = await started(replica)
+        path = str(tmp_path / "replica.sock")
+        server, client = await started(replica, path)
+        assert client.unix_path == path
+        assert await client.call("chat_json", {"text": "near"}) == b'{"echo": "near"}'
+        (conn,) = client._idle
+        assert conn.transport.get_extra_info("peername") == path
+        client.close()
+        server.close()
+        assert not os.path.exists(path)
+        far = DataPlaneClient("127.0.0.1", server.port, "/nonexistent/replica.sock")
+        assert far.unix_path is None
+    asyncio.run(run())
+
+
+def test_answers_come_back_as_bytes_and_connections_are_reused(unix_path):
+    async def run():
+        replica = Replica()
+        server, client = await started(replica, unix_path)
         assert await client.call("chat_json", {"text": "hi"}) == b'{"echo": "hi"}'
         assert await client.call("embed_json", {"text": "again"}) == b'{"echo": "again"}'
         assert len(client._idle) == 1
@@ -49,10 +74,10 @@ def test_answers_come_back_as_bytes_and_connections_are_reused():
     asyncio.run(run())
 
 
-def test_concurrent_calls_each_get_their_own_answer():
+def test_concurrent_calls_each_get_their_own_answer(unix_path):
     async def run():
         replica = Replica()
-        server, client = await started(replica)
+        server, client = await started(replica, unix_path)
         texts = [f"t{i}" for i in range(20)]
         answers = await asyncio.gather(*(client.call("chat_json", {"text": t}) for t in texts))
         assert answers == [f'{{"echo": "{t}"}}'.encode() for t in texts]
@@ -61,9 +86,9 @@ def test_concurrent_calls_each_get_their_own_answer():
     asyncio.run(run())
 
 
-def test_the_replicas_exception_is_raised_with_its_class_and_fields():
+def test_the_replicas_exception_is_raised_with_its_class_and_fields(unix_path):
     async def run():
-        server, client = await started(Replica())
+        server, client = await started(Replica(), unix_path)
         with pytest.raises(InvalidRequestError, match="bad temperature") as info:
             await client.call("chat_json", {"fail": True})
         assert info.value.param == "temperature"
@@ -75,10 +100,10 @@ def test_the_replicas_exception_is_raised_with_its_class_and_fields():
     asyncio.run(run())
 
 
-def test_cancelling_a_call_cancels_the_work_in_the_replica():
+def test_cancelling_a_call_cancels_the_work_in_the_replica(unix_path):
     async def run():
         replica = Replica()
-        server, client = await started(replica)
+        server, client = await started(replica, unix_path)
         call = asyncio.ensure_future(client.call("chat_json", {"hold": True, "text": "x"}))
         while not replica.calls:
             await asyncio.sleep(0.01)
@@ -104,7 +129,7 @@ async def dispatch(method, request):
 
 async def main():
     server = await serve(dispatch, "127.0.0.1")
-    print(server.sockets[0].getsockname()[1], flush=True)
+    print(server.port, flush=True)
     await asyncio.sleep(120)
 
 asyncio.run(main())

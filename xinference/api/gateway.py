@@ -88,11 +88,12 @@ class Gateway:
         if method in UNARY_METHODS and not handle.data_plane_checked:
             handle.data_plane_checked = True
             try:
-                port = await handle.ref.data_port()
+                where = await handle.ref.data_plane_address()
             except Exception:  # noqa: BLE001 - no data plane: the xoscar call below says why
-                port = None
-            if port:
-                handle.data_plane = DataPlaneClient(handle.address.rsplit(":", 1)[0], port)
+                where = None
+            if where:
+                handle.data_plane = DataPlaneClient(handle.address.rsplit(":", 1)[0],
+                                                    where["port"], where.get("unix_path"))
         if handle.data_plane is not None and method in UNARY_METHODS:
             return await handle.data_plane.call(method, request)
         return await getattr(handle.ref, method)(request)

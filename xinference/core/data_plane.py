@@ -4,7 +4,8 @@ xoscar carries everything else (launches, streams, control), but a unary call
 through it costs 0.25 ms when the call is instant and 0.7-1 ms when the model
 computes for 20 ms, against 0.03 and 0.1-0.25 ms for a bare framed socket on
 the same machine. So each model process also listens on one TCP port of its
-pool's host, and the gateway sends its ``*_json`` calls there.
+pool's host (and on a unix socket, for a gateway on the same host), and the
+gateway sends its ``*_json`` calls there.
 
 Wire format, one request at a time per connection: a frame is a 4-byte
 big-endian length and a payload. The request payload is the pickled
@@ -18,9 +19,11 @@ from whoever can reach them: keep the cluster's network private.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import pickle
-from typing import Any, Awaitable, Callable, Collection, List, Optional
+from typing import Any, Awaitable, Callable, Collection, Dict, List, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +98,45 @@ class _ServerConnection(asyncio.Protocol):
             self._transport.write(_frame(out))
 
 
-async def serve(dispatch: Dispatch, host: str,
-                methods: Collection[str] = UNARY_METHODS) -> asyncio.AbstractServer:
-    """Listen on a free port of ``host``; each request runs ``dispatch(method, request)``."""
+class DataPlaneServer:
+    """A replica's listening sockets: a TCP port on its host, and a unix socket beside it."""
+
+    def __init__(self, tcp: asyncio.AbstractServer, unix: Optional[asyncio.AbstractServer],
+                 unix_path: Optional[str]):
+        self._servers = [s for s in (tcp, unix) if s is not None]
+        self.port: int = tcp.sockets[0].getsockname()[1]
+        self.unix_path = unix_path
+
+    def address(self) -> Dict[str, Any]:
+        return {"port": self.port, "unix_path": self.unix_path}
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+        if self.unix_path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.unix_path)
+
+
+async def serve(dispatch: Dispatch, host: str, unix_path: Optional[str] = None,
+                methods: Collection[str] = UNARY_METHODS) -> DataPlaneServer:
+    """Listen on a free port of ``host`` (and on ``unix_path`` when given and possible).
+
+    Each request runs ``dispatch(method, request)``. A client on the same host uses
+    the unix socket: a loopback TCP send cost the sender 0.19 ms here, a good share
+    of what the data plane adds.
+    """
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: _ServerConnection(dispatch, methods), host, 0)
+    factory = lambda: _ServerConnection(dispatch, methods)  # noqa: E731
+    tcp = await loop.create_server(factory, host, 0)
+    unix = None
+    if unix_path and hasattr(loop, "create_unix_server"):
+        try:
+            unix = await loop.create_unix_server(factory, unix_path)
+        except OSError as exc:
+            logger.info("No unix socket for the data plane at %s: %s", unix_path, exc)
+            unix_path = None
+    return DataPlaneServer(tcp, unix, unix_path if unix else None)
 
 
 class _ClientConnection(asyncio.Protocol):
@@ -138,8 +175,11 @@ class _ClientConnection(asyncio.Protocol):
 class DataPlaneClient:
     """Calls one replica's data plane over a small pool of kept-alive connections."""
 
-    def __init__(self, host: str, port: int, max_idle: int = MAX_IDLE_CONNECTIONS):
+    def __init__(self, host: str, port: int, unix_path: Optional[str] = None,
+                 max_idle: int = MAX_IDLE_CONNECTIONS):
         self.host, self.port = host, port
+        # The replica's unix socket is usable when its file is here: same host.
+        self.unix_path = unix_path if unix_path and os.path.exists(unix_path) else None
         self._max_idle = max_idle
         self._idle: List[_ClientConnection] = []
 
@@ -149,6 +189,12 @@ class DataPlaneClient:
             if conn.usable:
                 return conn
         loop = asyncio.get_running_loop()
+        if self.unix_path:
+            try:
+                _, conn = await loop.create_unix_connection(_ClientConnection, self.unix_path)
+                return conn
+            except OSError:
+                self.unix_path = None  # e.g. a file left by a process of another host
         _, conn = await loop.create_connection(_ClientConnection, self.host, self.port)
         return conn
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import tempfile
 from typing import Any, AsyncIterator, Dict, List, Optional
 
 import xoscar as xo
@@ -50,7 +51,7 @@ class ModelActor(xo.StatelessActor):
         self._engine = None
         self._log_file = log_file
         self._log_level = log_level
-        self._data_plane: Optional[asyncio.AbstractServer] = None
+        self._data_plane: Optional[data_plane.DataPlaneServer] = None
 
     async def __post_create__(self):
         if self._log_file:
@@ -90,18 +91,18 @@ class ModelActor(xo.StatelessActor):
     async def _open_data_plane(self) -> None:
         """Listen for the gateway's unary calls (see :mod:`.data_plane`); xoscar still works."""
         host = self.address.rsplit(":", 1)[0]
+        folder = os.environ.get("XOSCAR_DIR") or tempfile.gettempdir()
         try:
             self._data_plane = await data_plane.serve(
-                lambda method, request: getattr(self, method)(request), host)
+                lambda method, request: getattr(self, method)(request), host,
+                unix_path=os.path.join(folder, f"xinf-data-{os.getpid()}.sock"))
         except OSError as exc:
             logger.warning("No data plane for %s (%s); unary calls go through xoscar",
                            self._spec.replica_uid, exc)
 
-    async def data_port(self) -> Optional[int]:
-        """The port of this replica's data plane on its pool's host, or None."""
-        if self._data_plane is None or not self._data_plane.sockets:
-            return None
-        return self._data_plane.sockets[0].getsockname()[1]
+    async def data_plane_address(self) -> Optional[Dict[str, Any]]:
+        """``{"port", "unix_path"}`` of this replica's data plane (on its pool's host), or None."""
+        return None if self._data_plane is None else self._data_plane.address()
 
     def _require(self, method: str):
         if self._engine is None:
