@@ -407,9 +407,15 @@ class LlamaCppEngine(LLMEngine):
 
     @staticmethod
     def _fix_choice(choice: Dict[str, Any], job: _Job, kind: str, offsets: Dict[int, int]) -> None:
-        """OpenAI details llama.cpp leaves out: null content beside tool calls, echo,
-        legacy completion logprobs (``offsets`` keeps each choice's text position)."""
+        """OpenAI details llama.cpp leaves out: the role in a choice's first chunk (missing
+        when its first token is part of a multi-byte character, e.g. an emoji), null content
+        beside tool calls, echo, legacy completion logprobs (``offsets`` keeps each
+        choice's text position; for chat, which choices have started)."""
         if kind == "chat":
+            delta = choice.get("delta")
+            if delta is not None and choice["index"] not in offsets:
+                offsets[choice["index"]] = 0
+                choice["delta"] = {"role": "assistant", **delta}
             message = choice.get("message")
             if message and message.get("tool_calls") and not message.get("content"):
                 message["content"] = None
