@@ -11,6 +11,10 @@ from xinference.core.data_plane import DataPlaneClient, serve
 from xinference.errors import InvalidRequestError
 
 
+class EngineOwnError(Exception):
+    """Stands for an engine library's exception class, which the gateway may not have."""
+
+
 class Replica:
     """Answers like a model actor's ``*_json`` methods; records what it was asked."""
 
@@ -23,6 +27,8 @@ class Replica:
         self.calls.append((method, request))
         if request.get("fail"):
             raise InvalidRequestError("bad temperature", param="temperature")
+        if request.get("engine_error"):
+            raise EngineOwnError("out of memory")
         if request.get("hold"):
             try:
                 await self.release.wait()
@@ -93,6 +99,8 @@ def test_the_replicas_exception_is_raised_with_its_class_and_fields(unix_path):
             await client.call("chat_json", {"fail": True})
         assert info.value.param == "temperature"
         assert await client.call("chat_json", {"text": "still fine"}) == b'{"echo": "still fine"}'
+        with pytest.raises(RuntimeError, match="^EngineOwnError: out of memory$"):
+            await client.call("chat_json", {"engine_error": True})
         with pytest.raises(ValueError, match="does not serve 'pid'"):
             await client.call("pid", {})
         client.close()

@@ -59,6 +59,11 @@ class _Frames:
 
 
 def _pickled_error(exc: BaseException) -> bytes:
+    """The exception as the gateway can load it: built-in and xinference classes travel as
+    they are; others (an engine's own, e.g. torch's, unknown to the gateway) as their text."""
+    module = type(exc).__module__
+    if module != "builtins" and not module.startswith("xinference."):
+        exc = RuntimeError(f"{type(exc).__name__}: {exc}")
     try:
         return pickle.dumps(exc)
     except Exception:  # noqa: BLE001 - an exception that cannot travel is sent as its text
