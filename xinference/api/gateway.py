@@ -85,7 +85,9 @@ class Gateway:
     @staticmethod
     async def _unary(handle: ReplicaHandle, method: str, request: Dict[str, Any]) -> Any:
         """One unary call: on the replica's data plane when it has one, else through xoscar."""
-        if method in UNARY_METHODS and not handle.data_plane_checked:
+        if method not in UNARY_METHODS:
+            return await getattr(handle.ref, method)(request)
+        if not handle.data_plane_checked:
             handle.data_plane_checked = True
             try:
                 where = await handle.ref.data_plane_address()
@@ -94,7 +96,7 @@ class Gateway:
             if where:
                 handle.data_plane = DataPlaneClient(handle.address.rsplit(":", 1)[0],
                                                     where["port"], where.get("unix_path"))
-        if handle.data_plane is not None and method in UNARY_METHODS:
+        if handle.data_plane is not None:
             return await handle.data_plane.call(method, request)
         return await getattr(handle.ref, method)(request)
 

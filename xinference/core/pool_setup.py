@@ -8,9 +8,9 @@ process, llama.cpp ones included, though no message of ours carries a tensor
 torch out of every process that does not load it for its engine; a tensor sent
 anyway would still go through pickle.
 
-Server processes call :func:`prepare` before their pool starts; model processes
-import this module through their sub-pool's ``modules`` list, which xoscar
-imports before it resolves the serializers.
+Importing this module applies it. Server processes import it in ``run_server``,
+before their pool starts; model processes through their sub-pool's ``modules``
+list, which xoscar imports before it resolves the serializers.
 """
 
 from __future__ import annotations
