@@ -59,3 +59,33 @@ def test_loading_model_says_so():
     router = make_router(replicas("LAUNCHING"))
     with pytest.raises(ModelUnavailableError, match="loading"):
         asyncio.run(router.pick("m"))
+
+
+def test_refreshing_a_model_keeps_handles_and_dead_marks_of_a_prefixed_model():
+    """Models ``m`` and ``m-2``: ``m`` losing its replicas must not touch ``m-2``'s state."""
+    listed = {"m": ["m-0", "m-1"], "m-2": ["m-2-0", "m-2-1"]}
+    refs_made = []
+
+    async def fetch(uid):
+        return {"model_type": "LLM", "status": "READY",
+                "replicas": [{"replica_uid": r, "address": f"addr-{r}", "status": "READY"}
+                             for r in listed[uid]]}
+
+    async def make_ref(address, uid):
+        refs_made.append(uid)
+        return (address, uid)
+    router = ReplicaRouter(fetch, make_ref, ttl=60.0)
+
+    async def run():
+        await router.replicas("m")
+        dead = next(h for h in await router.replicas("m-2") if h.replica_uid == "m-2-0")
+        router.mark_dead("m-2", dead)
+        assert [h.replica_uid for h in await router.replicas("m-2")] == ["m-2-1"]
+        listed["m"] = []
+        router.forget("m")
+        with pytest.raises(ModelUnavailableError):
+            await router.pick("m")
+        router.forget("m-2")
+        assert [h.replica_uid for h in await router.replicas("m-2")] == ["m-2-1"]
+    asyncio.run(run())
+    assert refs_made.count("m-2-1") == 1 and refs_made.count("m-2-0") == 1

@@ -6,6 +6,9 @@ one with the fewest requests in flight among the READY ones that are neither
 draining (being removed) nor known dead (a call found its process gone). A dead
 mark lasts until the supervisor lists that replica at another address, or for
 ``dead_ttl`` seconds.
+
+Handles and dead marks are kept per model uid, so refreshing or pruning one
+model never touches another's (model uids may share a prefix: ``m``, ``m-2``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def replica_gone(exc: BaseException) -> bool:
 
 @dataclass
 class ReplicaHandle:
+    """A replica the gateway may call: its actor ref and the requests in flight on it."""
+
     replica_uid: str
     address: str
     ref: Any
@@ -75,19 +80,21 @@ class ReplicaRouter:
         self._dead_ttl = dead_ttl
         self._entries: Dict[str, _Entry] = {}
         self._locks: Dict[str, asyncio.Lock] = {}
-        self._dead: Dict[Tuple[str, str], float] = {}
+        # Both per model uid, then by (replica_uid, address): when a call found the replica
+        # dead, and the replica's cached handle.
+        self._dead: Dict[str, Dict[Tuple[str, str], float]] = {}
+        self._handles: Dict[str, Dict[Tuple[str, str], ReplicaHandle]] = {}
         self._draining: Set[str] = set()
-        self._handles: Dict[Tuple[str, str], ReplicaHandle] = {}
 
     def forget(self, model_uid: str) -> None:
         self._entries.pop(model_uid, None)
 
-    def _usable(self, replica: Dict[str, Any]) -> bool:
+    def _usable(self, model_uid: str, replica: Dict[str, Any]) -> bool:
         if replica.get("status") != "READY" or not replica.get("address"):
             return False
         if replica["replica_uid"] in self._draining:
             return False
-        since = self._dead.get((replica["replica_uid"], replica["address"]))
+        since = self._dead.get(model_uid, {}).get((replica["replica_uid"], replica["address"]))
         return since is None or time.monotonic() - since > self._dead_ttl
 
     async def _entry(self, model_uid: str) -> _Entry:
@@ -100,16 +107,7 @@ class ReplicaRouter:
             if entry is not None and time.monotonic() - entry.fetched_at < self._ttl:
                 return entry
             info = await self._fetch(model_uid)
-            handles = []
-            for replica in info["replicas"]:
-                if not self._usable(replica):
-                    continue
-                key = (replica["replica_uid"], replica["address"])
-                handle = self._handles.get(key)
-                if handle is None:
-                    ref = await self._make_ref(replica["address"], replica["replica_uid"])
-                    handle = self._handles[key] = ReplicaHandle(*key, ref)
-                handles.append(handle)
+            handles = await self._handles_for(model_uid, info["replicas"])
             self._prune(model_uid, info["replicas"])
             errors = [r["error"] for r in info["replicas"]
                       if r.get("error") and r.get("status") != "READY"]
@@ -118,17 +116,38 @@ class ReplicaRouter:
             self._entries[model_uid] = entry
             return entry
 
+    async def _handles_for(self, model_uid: str,
+                           listed: List[Dict[str, Any]]) -> List[ReplicaHandle]:
+        """Handles of the usable replicas in ``listed``, reusing this model's cached ones."""
+        cached = self._handles.setdefault(model_uid, {})
+        handles = []
+        for replica in listed:
+            if not self._usable(model_uid, replica):
+                continue
+            key = (replica["replica_uid"], replica["address"])
+            handle = cached.get(key)
+            if handle is None:
+                ref = await self._make_ref(replica["address"], replica["replica_uid"])
+                handle = cached[key] = ReplicaHandle(*key, ref)
+            handles.append(handle)
+        return handles
+
     def _prune(self, model_uid: str, listed: List[Dict[str, Any]]) -> None:
         """Drop handles and dead marks of this model's replicas the supervisor no longer lists."""
         keys = {(r["replica_uid"], r.get("address")) for r in listed}
-        prefix = f"{model_uid}-"
-        for key in [k for k in self._handles if k[0].startswith(prefix) and k not in keys]:
-            if self._handles[key].outstanding == 0:
-                handle = self._handles.pop(key)
+        cached = self._handles.get(model_uid, {})
+        for key in [k for k in cached if k not in keys]:
+            if cached[key].outstanding == 0:
+                handle = cached.pop(key)
                 if handle.data_plane is not None:
                     handle.data_plane.close()
-        for key in [k for k in self._dead if k[0].startswith(prefix) and k not in keys]:
-            del self._dead[key]
+        dead = self._dead.get(model_uid, {})
+        for key in [k for k in dead if k not in keys]:
+            del dead[key]
+        if not cached:
+            self._handles.pop(model_uid, None)
+        if not dead:
+            self._dead.pop(model_uid, None)
 
     async def replicas(self, model_uid: str) -> List[ReplicaHandle]:
         return list((await self._entry(model_uid)).replicas)
@@ -140,11 +159,11 @@ class ReplicaRouter:
                    exclude: Collection[Tuple[str, str]] = ()) -> ReplicaHandle:
         """The least busy usable replica not in ``exclude``; ModelUnavailableError says why none."""
         entry = await self._entry(model_uid)
-        candidates = [h for h in entry.replicas if h.key not in exclude and self._live(h)]
+        candidates = self._candidates(model_uid, entry, exclude)
         if not candidates and entry.replicas:
             self.forget(model_uid)
             entry = await self._entry(model_uid)
-            candidates = [h for h in entry.replicas if h.key not in exclude and self._live(h)]
+            candidates = self._candidates(model_uid, entry, exclude)
         if not candidates:
             self.forget(model_uid)
             if entry.status == "LAUNCHING":
@@ -159,12 +178,16 @@ class ReplicaRouter:
             raise ModelUnavailableError(f"Model {model_uid!r} has no working replica{reason}")
         return min(candidates, key=lambda h: h.outstanding)
 
-    def _live(self, handle: ReplicaHandle) -> bool:
-        return handle.replica_uid not in self._draining and handle.key not in self._dead
+    def _candidates(self, model_uid: str, entry: _Entry,
+                    exclude: Collection[Tuple[str, str]]) -> List[ReplicaHandle]:
+        """The entry's handles not excluded, not draining and not marked dead."""
+        dead = self._dead.get(model_uid, {})
+        return [h for h in entry.replicas if h.key not in exclude and h.key not in dead
+                and h.replica_uid not in self._draining]
 
     def mark_dead(self, model_uid: str, handle: ReplicaHandle) -> None:
         """A call found the replica's process gone: route around it from now on."""
-        self._dead[handle.key] = time.monotonic()
+        self._dead.setdefault(model_uid, {})[handle.key] = time.monotonic()
         self.forget(model_uid)
 
     @asynccontextmanager
@@ -190,7 +213,7 @@ class ReplicaRouter:
         self.forget(model_uid)
         deadline = time.monotonic() + timeout
         while True:
-            busy = sum(h.outstanding for h in self._handles.values()
+            busy = sum(h.outstanding for h in self._handles.get(model_uid, {}).values()
                        if h.replica_uid == replica_uid)
             if busy == 0 or time.monotonic() >= deadline:
                 return busy

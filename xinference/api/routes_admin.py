@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
+from ..core import replica_names
 from ..errors import ModelNotFoundError
 from .gateway import Gateway
 from .schemas import LaunchModelRequest
@@ -142,7 +143,7 @@ async def remove_model_replica(model_uid: str, replica_id: int, request: Request
     if replica_id not in [r["replica_id"] for r in listed]:
         raise ModelNotFoundError(f"model {model_uid!r} has no replica {replica_id}; its replicas "
                                  f"are {[r['replica_id'] for r in listed]}", param="replica_id")
-    replica_uid = f"{model_uid}-{replica_id}"
+    replica_uid = replica_names.replica_uid(model_uid, replica_id)
     try:
         busy = await gateway.drain(model_uid, replica_uid, drain_timeout)
         result = await supervisor.remove_replica(model_uid, replica_id)

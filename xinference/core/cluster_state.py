@@ -21,6 +21,7 @@ from typing import (Collection, Dict, Iterable, List, Mapping, Optional, Sequenc
                     Union)
 
 from ..errors import DuplicateModelError, InvalidRequestError, ModelNotFoundError, XinferenceError
+from . import replica_names
 from .messages import ReplicaState
 from .placement import Assignment, ClusterSnapshot, PlacedReplica, PlacementRequest, place
 from .resources import WorkerResources
@@ -65,7 +66,7 @@ class ReplicaRecord:
 
     @property
     def replica_uid(self) -> str:
-        return f"{self.model_uid}-{self.index}"
+        return replica_names.replica_uid(self.model_uid, self.index)
 
     def to_dict(self) -> dict:
         """The REST shape (``status``/``replica_id``: Xinference's names for state/index)."""

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional, Sequence, Set
 
 from ..errors import ModelNotFoundError, XinferenceError
 from ..model.engines.base import EngineConfig
+from . import replica_names
 from .cluster_state import ClusterState, RecoveryPlan, ReplicaRecord, ReportedReplica
 from .messages import LaunchRequest, ModelRecord, ReplicaReport, ReplicaSpec, ReplicaState
 from .placement import PlacementRequest
@@ -390,7 +391,7 @@ class ClusterController:
             report = by_key[(record.model_uid, record.index)]
             if report.address:
                 record.address, record.pid = report.address, report.pid
-        stop = [f"{a.model_uid}-{a.index}" for a in result.terminate]
+        stop = [replica_names.replica_uid(a.model_uid, a.index) for a in result.terminate]
         logger.info("Worker %s %s with %d replica(s)%s", address,
                     "re-registered" if result.returning else "registered", len(reports),
                     f"; stopping {', '.join(stop)}" if stop else "")

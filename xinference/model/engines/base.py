@@ -2,17 +2,24 @@
 
 An engine is a plain class: a script or a benchmark can build one from an
 :class:`EngineConfig`, call :meth:`Engine.load`, then await its methods, with no
-actor anywhere. Requests and responses are plain dicts in OpenAI's shapes:
-the request is the validated body the gateway received (``model`` included);
-the response is what the gateway returns as JSON, with ``model`` set to the
-model uid.
+actor anywhere. Requests are plain dicts in OpenAI's shapes (the validated body
+the gateway received, ``model`` included). An LLM engine answers with typed
+results (:class:`~xinference.model.llm.deltas.Generation`) that the serving
+layer turns into each API dialect's answers; embedding and rerank engines answer
+with the response dicts themselves. Each engine declares the operations it
+serves in ``capabilities``; the replica refuses the others with a 400.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
-from typing import Any, AsyncIterator, ClassVar, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, ClassVar, Dict, FrozenSet, List, Optional
+
+from ..operations import Operation
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..llm.deltas import Generation
 
 
 @dataclass
@@ -43,6 +50,7 @@ class Engine(ABC):
     """Base of all engines: built from a config, loaded once, closed once."""
 
     model_type: ClassVar[str] = ""
+    capabilities: ClassVar[FrozenSet[Operation]] = frozenset({Operation.ABORT})
 
     def __init__(self, config: EngineConfig):
         self.config = config
@@ -58,42 +66,73 @@ class Engine(ABC):
         """Engine facts worth showing in ``GET /v1/models/{uid}`` (threads, context, ...)."""
         return {}
 
-
-class LLMEngine(Engine):
-    """Chat and text completion, OpenAI ``/v1/chat/completions`` and ``/v1/completions``.
-
-    Streaming methods return async iterators of ``chat.completion.chunk`` /
-    ``text_completion`` chunk dicts, produced token by token. Closing the
-    iterator early (``aclose``) must stop the generation and free its slot.
-    """
-
-    model_type = "LLM"
-
-    @abstractmethod
-    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """One ``chat.completion`` dict for an OpenAI chat request."""
-
-    @abstractmethod
-    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        """``chat.completion.chunk`` dicts for an OpenAI chat request with ``stream``."""
-
-    @abstractmethod
-    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """One ``text_completion`` dict for an OpenAI completion request."""
-
-    @abstractmethod
-    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        """``text_completion`` chunk dicts for a completion request with ``stream``."""
-
     async def abort(self, request_id: str) -> bool:
         """Stop the request with this id if it is running; True if one was stopped."""
         return False
+
+
+class LLMEngine(Engine):
+    """Chat and text completion: OpenAI ``/v1/chat/completions`` and ``/v1/completions``,
+    Anthropic ``/v1/messages`` and OpenAI ``/v1/responses`` through the serving layer.
+
+    An engine implements :meth:`start_chat` and :meth:`start_completion`: each
+    validates an OpenAI request at once (bad requests raise) and returns a
+    :class:`Generation` whose deltas run the work; closing them early stops it and
+    frees the slot. :meth:`chat`, :meth:`chat_stream`, :meth:`complete` and
+    :meth:`complete_stream` give OpenAI dicts, for scripts and benchmarks.
+    """
+
+    model_type = "LLM"
+    capabilities = frozenset({Operation.CHAT, Operation.COMPLETE, Operation.ABORT})
+
+    @abstractmethod
+    def start_chat(self, request: Dict[str, Any]) -> "Generation":
+        """Validate an OpenAI chat request and return its generation."""
+
+    @abstractmethod
+    def start_completion(self, request: Dict[str, Any]) -> "Generation":
+        """Validate an OpenAI completion request and return its generation."""
+
+    def count_chat_tokens(self, request: Dict[str, Any]) -> int:
+        """Prompt tokens of a chat request after the chat template (engines that can)."""
+        from ...errors import InvalidRequestError
+
+        raise InvalidRequestError(f"The {type(self).__name__} engine cannot count tokens")
+
+    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """One ``chat.completion`` dict for an OpenAI chat request."""
+        from ..llm.serving import openai
+
+        return await openai.chat_completion(self.start_chat(request), self.config.model_uid)
+
+    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        """``chat.completion.chunk`` dicts; a bad request raises here, before any chunk."""
+        from ..llm.serving import openai
+
+        include = bool((request.get("stream_options") or {}).get("include_usage"))
+        return openai.chat_chunks(self.start_chat(request), self.config.model_uid, include)
+
+    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
+        """One ``text_completion`` dict for an OpenAI completion request."""
+        from ..llm.serving import openai
+
+        return await openai.completion(self.start_completion(request), self.config.model_uid,
+                                       bool(request.get("echo")))
+
+    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        """``text_completion`` chunks; a bad request raises here, before any chunk."""
+        from ..llm.serving import openai
+
+        include = bool((request.get("stream_options") or {}).get("include_usage"))
+        return openai.completion_chunks(self.start_completion(request), self.config.model_uid,
+                                        include, bool(request.get("echo")))
 
 
 class EmbeddingEngine(Engine):
     """Text embeddings, OpenAI ``/v1/embeddings``."""
 
     model_type = "embedding"
+    capabilities = frozenset({Operation.EMBED, Operation.ABORT})
 
     @abstractmethod
     async def embed(self, request: Dict[str, Any]) -> Dict[str, Any]:
@@ -104,6 +143,7 @@ class RerankEngine(Engine):
     """Document reranking, Xinference's ``/v1/rerank``."""
 
     model_type = "rerank"
+    capabilities = frozenset({Operation.RERANK, Operation.ABORT})
 
     @abstractmethod
     async def rerank(self, request: Dict[str, Any]) -> Dict[str, Any]:

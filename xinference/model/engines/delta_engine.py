@@ -27,14 +27,14 @@ import json
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import Any, AsyncIterator, Dict, Iterable, List, Mapping, Optional, Set, Tuple
 
 from ...errors import (EngineUnavailableError, InvalidRequestError, ModelLaunchError,
                        ModelUnavailableError, RequestAbortedError)
 from ...settings import get_settings
 from ..llm import protocol as P
-from ..llm.assembler import ChatDeltaAssembler
+from ..llm.assembler import ChatDeltaAssembler, parsed_delta
+from ..llm.deltas import Generation, Usage
 from ..llm.chat_template import (choose_chat_template, compile_template, render_chat_template,
                                  special_tokens, template_kwargs)
 from ..llm.grammar import response_format_schema
@@ -75,6 +75,7 @@ class Job:
     in_reasoning: bool = False
     tool_format: Optional[str] = None
     tool_names: Optional[Set[str]] = None
+    forced: bool = False
     backend_ids: List[str] = field(default_factory=list)
     backend: Any = None
 
@@ -190,6 +191,14 @@ def import_gpu_engine(module: str, name: str, extra: str) -> Any:
     return engine
 
 
+def _special_texts(tokenizer: Any) -> Optional[Set[str]]:
+    """The special and added tokens' texts, when the tokenizer tells them (None: unknown)."""
+    try:
+        return set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab())
+    except (AttributeError, TypeError):
+        return None
+
+
 # --------------------------------------------------------------------------- the engine
 class DeltaEngine(LLMEngine):
     """Chat and completions over a backend that streams :class:`Delta` objects."""
@@ -240,8 +249,9 @@ class DeltaEngine(LLMEngine):
         if getattr(tokenizer, "eos_token_id", None) is not None:
             ids.add(tokenizer.eos_token_id)
         vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+        special = _special_texts(tokenizer)
         for text in family.get("stop") or []:
-            if text in vocab:
+            if text in vocab and (special is None or text in special):
                 ids.add(vocab[text])
             else:
                 self.stop_strings.append(text)
@@ -265,7 +275,7 @@ class DeltaEngine(LLMEngine):
             return self.tokenizer.decode([token], skip_special_tokens=False)
 
     def _job(self, request: Dict[str, Any], kind: str, prompts: List[List[int]],
-             **extra: Any) -> Job:
+             prepare: bool = True, **extra: Any) -> Job:
         if not self._loaded():
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
         cap = get_settings().max_tokens
@@ -278,10 +288,11 @@ class DeltaEngine(LLMEngine):
         job = Job(str(request.get("request_id") or P.new_request_id()), prompts, params, budgets,
                   P.now(), schema=schema, include_usage=bool(options.get("include_usage")),
                   **extra)
-        self._prepare(job)
+        if prepare:
+            self._prepare(job)
         return job
 
-    def _chat_job(self, request: Dict[str, Any]) -> Job:
+    def _chat_job(self, request: Dict[str, Any], prepare: bool = True) -> Job:
         if not self._loaded():
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
         if not self.chat_template:
@@ -293,16 +304,20 @@ class DeltaEngine(LLMEngine):
                                       template_kwargs(self.config.enable_thinking, request))
         tags = reasoning_tags(self.config.family or {}, self.chat_template)
         fmt = (self.config.family or {}).get("tool_call_format") or "auto"
-        # tool_choice "required" or a named function: the backend's JSON guidance makes calls
+        # tool_choice "required" or a named function: the backend's guidance makes calls
         forced = forced_call_schema(tools, request.get("tool_choice"))
         if forced:
-            fmt = "json"
+            fmt = self._forced_format(fmt)
         return self._job(
-            request, "chat", [self._encode(prompt, special=False)], reasoning=tags,
+            request, "chat", [self._encode(prompt, special=False)], prepare, reasoning=tags,
             in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
                           and not request.get("response_format") and not forced),
             tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,
-            tool_names=tool_names(tools), schema=forced)
+            tool_names=tool_names(tools), schema=forced, forced=bool(forced))
+
+    def _forced_format(self, family_format: str) -> str:
+        """The tool-call format the backend writes when ``tool_choice`` demands a call."""
+        return "json"
 
     def _completion_job(self, request: Dict[str, Any]) -> Job:
         prompt = request.get("prompt")
@@ -370,112 +385,30 @@ class DeltaEngine(LLMEngine):
         queue.put_nowait(_ABORTED)
         return True
 
-    # ------------------------------------------------------------ chat
-    @staticmethod
-    def _assemblers(job: Job) -> List[ChatDeltaAssembler]:
-        return [ChatDeltaAssembler(job.reasoning, job.in_reasoning, job.tool_format, job.tool_names)
-                for _ in range(job.n_choices)]
+    # ------------------------------------------------------------ typed results
+    def start_chat(self, request: Dict[str, Any]) -> Generation:
+        """Validates at once (bad requests raise here); the deltas run the work."""
+        return self._generation(self._chat_job(request), chat=True)
 
-    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        job = self._chat_job(request)
-        assemblers = self._assemblers(job)
-        logprobs: List[list] = [[] for _ in assemblers]
-        finish = ["stop"] * len(assemblers)
-        tokens = [0] * len(assemblers)
-        async with contextlib.aclosing(self._generate(job)) as deltas:
-            async for d in deltas:
-                assemblers[d.index].feed(d.text)
-                logprobs[d.index] += d.logprobs
-                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
-                if d.finish_reason:
-                    assemblers[d.index].finish()
-                    finish[d.index] = d.finish_reason
-        choices = [P.chat_choice(i, a.message(), a.finish_reason(finish[i]),
-                                 P.chat_logprobs(logprobs[i]) if job.params.logprobs else None)
-                   for i, a in enumerate(assemblers)]
-        return P.chat_completion(P.chat_id(job.request_id), self.config.model_uid, choices,
-                                 P.usage(len(job.prompts[0]), sum(tokens)), job.created)
+    def start_completion(self, request: Dict[str, Any]) -> Generation:
+        return self._generation(self._completion_job(request), chat=False)
 
-    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        """Validates at once (bad requests raise here), then streams chunks."""
-        return self._chat_chunks(self._chat_job(request))
+    def count_chat_tokens(self, request: Dict[str, Any]) -> int:
+        return len(self._chat_job(request, prepare=False).prompts[0])
 
-    async def _chat_chunks(self, job: Job) -> AsyncIterator[Dict[str, Any]]:
-        chunk = partial(P.chat_chunk, P.chat_id(job.request_id), self.config.model_uid, job.created,
-                        with_usage_field=job.include_usage)
-        assemblers = self._assemblers(job)
-        pending: List[list] = [[] for _ in assemblers]
-        tokens = [0] * len(assemblers)
+    def _generation(self, job: Job, chat: bool) -> Generation:
+        return Generation(job.request_id, job.created, job.n_choices, self._typed(job, chat),
+                          n=job.params.n, prompts=job.texts, reasoning=bool(job.reasoning),
+                          logprobs=job.params.logprobs)
 
-        def lp(i: int) -> Optional[Dict[str, Any]]:
-            return P.chat_logprobs(pending[i]) if job.params.logprobs and pending[i] else None
-
-        for i in range(len(assemblers)):
-            yield chunk(i, {"role": "assistant", "content": ""})
-        async with contextlib.aclosing(self._generate(job)) as deltas:
-            async for d in deltas:
-                pending[d.index] += d.logprobs
-                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
-                out = assemblers[d.index].feed(d.text)
-                if d.finish_reason:
-                    out += assemblers[d.index].finish()
-                for delta in out:
-                    yield chunk(d.index, delta, logprobs=lp(d.index))
-                    pending[d.index] = []
-                if d.finish_reason:
-                    reason = assemblers[d.index].finish_reason(d.finish_reason)
-                    yield chunk(d.index, {}, finish_reason=reason, logprobs=lp(d.index))
-        if job.include_usage:
-            yield P.chat_usage_chunk(P.chat_id(job.request_id), self.config.model_uid, job.created,
-                                     P.usage(len(job.prompts[0]), sum(tokens)))
-
-    # ------------------------------------------------------------ completions
-    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        job = self._completion_job(request)
-        echo = bool(request.get("echo"))
-        parts: List[List[str]] = [[] for _ in range(job.n_choices)]
-        logprobs: List[list] = [[] for _ in parts]
-        finish = ["stop"] * len(parts)
-        tokens = [0] * len(parts)
-        async with contextlib.aclosing(self._generate(job)) as deltas:
-            async for d in deltas:
-                parts[d.index].append(d.text)
-                logprobs[d.index] += d.logprobs
-                tokens[d.index] = max(tokens[d.index], d.completion_tokens)
-                finish[d.index] = d.finish_reason or finish[d.index]
-        choices = []
-        for i, pieces in enumerate(parts):
-            head = job.texts[i // job.params.n] if echo else ""
-            lps = P.completion_logprobs(logprobs[i], len(head)) if job.params.logprobs else None
-            choices.append(P.completion_choice(i, head + "".join(pieces), finish[i], lps))
-        return P.completion(P.completion_id(job.request_id), self.config.model_uid, choices,
-                            P.usage(sum(map(len, job.prompts)), sum(tokens)), job.created)
-
-    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        """Validates at once (bad requests raise here), then streams chunks."""
-        job = self._completion_job(request)
-        return self._completion_chunks(job, bool(request.get("echo")))
-
-    async def _completion_chunks(self, job: Job, echo: bool) -> AsyncIterator[Dict[str, Any]]:
-        id_, uid = P.completion_id(job.request_id), self.config.model_uid
-        offsets = [0] * job.n_choices
+    async def _typed(self, job: Job, chat: bool) -> AsyncIterator[Any]:
+        assemblers = [ChatDeltaAssembler(job.reasoning, job.in_reasoning, job.tool_format,
+                                         job.tool_names) if chat else None
+                      for _ in range(job.n_choices)]
         tokens = [0] * job.n_choices
-        if echo:
-            for i in range(job.n_choices):
-                head = job.texts[i // job.params.n]
-                offsets[i] = len(head)
-                choice = P.completion_choice(i, head, None)
-                yield P.completion(id_, uid, [choice], None, job.created)
         async with contextlib.aclosing(self._generate(job)) as deltas:
             async for d in deltas:
-                lps = None
-                if job.params.logprobs and d.logprobs:
-                    lps = P.completion_logprobs(d.logprobs, offsets[d.index])
-                offsets[d.index] += len(d.text)
                 tokens[d.index] = max(tokens[d.index], d.completion_tokens)
-                if d.text or lps or d.finish_reason:
-                    choice = P.completion_choice(d.index, d.text, d.finish_reason, lps)
-                    yield P.completion(id_, uid, [choice], None, job.created)
-        if job.include_usage:
-            yield P.completion(id_, uid, [], P.usage(sum(map(len, job.prompts)), sum(tokens)),
-                               job.created)
+                yield parsed_delta(assemblers[d.index], d.index, d.text, d.finish_reason,
+                                   d.logprobs)
+        yield Usage(sum(map(len, job.prompts)), sum(tokens))
