@@ -53,6 +53,9 @@ class Settings:
     model_actor_auto_recover_limit: int = 3
     heartbeat_interval: float = 2.0
     worker_lost_timeout: float = 10.0
+    responses_store_size: int = 1000
+    responses_store_max_bytes: int = 256 << 20
+    responses_store_ttl: float = 86400.0
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":

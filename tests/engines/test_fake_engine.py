@@ -62,7 +62,8 @@ def test_chat_echoes_the_last_user_message_deterministically():
     assert first["object"] == "chat.completion" and first["model"] == "fake-uid"
     assert first["id"].startswith("chatcmpl-") and first["id"] != second["id"]
     choice = first["choices"][0]
-    assert choice["message"] == {"role": "assistant", "content": "echo: hello there world"}
+    assert choice["message"] == {"role": "assistant", "content": "echo: hello there world",
+                                 "refusal": None}
     assert choice["finish_reason"] == "stop" and choice["index"] == 0
     assert first["usage"] == {"prompt_tokens": 9, "completion_tokens": 4, "total_tokens": 13}
     assert second["choices"] == first["choices"] and second["usage"] == first["usage"]

@@ -387,18 +387,3 @@ def test_close_ends_running_streams_and_is_idempotent(smollm2_gguf):
     run(scenario())
     eng.close()
     assert eng.describe()["n_ctx"] == 1024
-
-
-def test_first_chat_chunk_of_each_choice_names_the_assistant_role():
-    # llama.cpp leaves the role out when the first token is part of a multi-byte character
-    # (seen with emoji answers); OpenAI clients read the role from the first chunk.
-    offsets = {}
-    first = {"index": 0, "delta": {"content": "\U0001F31F"}}
-    LlamaCppEngine._fix_choice(first, None, "chat", offsets)
-    assert first["delta"] == {"role": "assistant", "content": "\U0001F31F"}
-    other = {"index": 1, "delta": {"role": "assistant", "content": None}}
-    LlamaCppEngine._fix_choice(other, None, "chat", offsets)
-    assert other["delta"] == {"role": "assistant", "content": None}
-    later = {"index": 0, "delta": {"content": "Hello"}}
-    LlamaCppEngine._fix_choice(later, None, "chat", offsets)
-    assert later["delta"] == {"content": "Hello"}

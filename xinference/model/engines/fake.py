@@ -6,8 +6,10 @@ shapes: chat answers ``"echo: <last user message>"``, streamed word by word;
 embeddings are unit vectors derived from a hash of each input; rerank scores
 by word overlap. Standard library only, so it loads in any process at once.
 
-Options (strings from the CLI are accepted): ``delay_per_token`` seconds per
-word, ``load_delay`` seconds spent in :meth:`load`, ``fail_on_load`` (a message:
+A forced ``tool_choice`` makes it call the named (or first) tool with
+``{"input": <last user message>}``; option ``reasoning`` makes it think one
+sentence first. Options (strings from the CLI are accepted): ``delay_per_token``
+seconds per word, ``load_delay`` seconds spent in :meth:`load`, ``fail_on_load`` (a message:
 load raises :class:`ModelLaunchError` with it), ``dimensions`` (default 8).
 Other options are kept and shown by :meth:`describe`.
 """
@@ -26,7 +28,13 @@ import uuid
 from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 
 from ...errors import InvalidRequestError, ModelLaunchError, RequestAbortedError
+from ..llm.deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
+from ..llm.tool_calls import new_tool_call_id
+from ..operations import Operation
 from .base import EmbeddingEngine, EngineConfig, LLMEngine, RerankEngine
+
+_CAPABILITIES = {"llm": LLMEngine.capabilities | {Operation.COUNT_TOKENS},
+                 "embedding": EmbeddingEngine.capabilities, "rerank": RerankEngine.capabilities}
 
 _WORD = re.compile(r"\S+\s*")
 
@@ -74,9 +82,22 @@ def _cut(pieces: List[str], request: Dict[str, Any]) -> Tuple[List[str], str]:
     return pieces, "stop"
 
 
-def _usage(prompt: int, completion: int) -> Dict[str, int]:
-    return {"prompt_tokens": prompt, "completion_tokens": completion,
-            "total_tokens": prompt + completion}
+def _prompt_texts(request: Dict[str, Any]) -> List[str]:
+    prompt = request.get("prompt")
+    return [prompt] if isinstance(prompt, str) else [p for p in prompt if isinstance(p, str)]
+
+
+def _forced_call(request: Dict[str, Any]) -> Optional[ToolCallDelta]:
+    """The call a forced ``tool_choice`` demands: the named (or first) tool, with the last
+    user message as its ``input`` argument."""
+    tools, choice = request.get("tools") or [], request.get("tool_choice")
+    if not tools or choice in (None, "auto", "none"):
+        return None
+    name = ((choice.get("function") or {}).get("name") if isinstance(choice, dict)
+            else (tools[0].get("function") or {}).get("name"))
+    users = [m for m in request.get("messages") or [] if m.get("role") == "user"]
+    text = _text_of(users[-1].get("content")) if users else ""
+    return ToolCallDelta(0, new_tool_call_id(), name, json.dumps({"input": text}))
 
 
 class FakeEngine(LLMEngine, EmbeddingEngine, RerankEngine):
@@ -86,6 +107,11 @@ class FakeEngine(LLMEngine, EmbeddingEngine, RerankEngine):
     def model_type(self) -> str:  # type: ignore[override]
         """The type this instance was launched as (the class serves all three)."""
         return self.config.model_type
+
+    @property
+    def capabilities(self):  # type: ignore[override]
+        """The operations of the type it was launched as."""
+        return _CAPABILITIES.get(self.config.model_type.lower(), frozenset())
 
     def __init__(self, config: EngineConfig):
         super().__init__(config)
@@ -146,45 +172,30 @@ class FakeEngine(LLMEngine, EmbeddingEngine, RerankEngine):
         choices = [_WORD.findall(f"echo: {p}") for p in prompts for _ in range(n)]
         return choices, prompt_tokens
 
-    async def _pause(self, pieces: int) -> None:
-        if self.delay and pieces:
-            await asyncio.sleep(self.delay * pieces)
-
-    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
+    def start_chat(self, request: Dict[str, Any]) -> Generation:
         self._serves("LLM", "chat")
         answers, prompt_tokens = self._answer(request, chat=True)
-        choices, produced = [], 0
-        for index, pieces in enumerate(answers):
-            kept, reason = _cut(pieces, request)
-            produced += len(kept)
-            choices.append({"index": index, "finish_reason": reason, "logprobs": None,
-                            "message": {"role": "assistant", "content": "".join(kept)}})
-        await self._pause(produced)
-        return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion",
-                "created": int(time.time()), "model": self.config.model_uid,
-                "choices": choices, "usage": _usage(prompt_tokens, produced)}
+        return self._generation(request, answers, prompt_tokens, chat=True)
 
-    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
+    def start_completion(self, request: Dict[str, Any]) -> Generation:
         self._serves("LLM", "completions")
         answers, prompt_tokens = self._answer(request, chat=False)
-        choices, produced = [], 0
-        for index, pieces in enumerate(answers):
-            kept, reason = _cut(pieces, request)
-            produced += len(kept)
-            choices.append({"index": index, "text": "".join(kept), "logprobs": None,
-                            "finish_reason": reason})
-        await self._pause(produced)
-        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion",
-                "created": int(time.time()), "model": self.config.model_uid,
-                "choices": choices, "usage": _usage(prompt_tokens, produced)}
+        return self._generation(request, answers, prompt_tokens, chat=False)
 
-    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        self._serves("LLM", "chat")
-        return self._stream(request, chat=True)
+    def count_chat_tokens(self, request: Dict[str, Any]) -> int:
+        return self._answer(request, chat=True)[1]
 
-    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        self._serves("LLM", "completions")
-        return self._stream(request, chat=False)
+    def _generation(self, request: Dict[str, Any], answers: List[List[str]], prompt_tokens: int,
+                    chat: bool) -> Generation:
+        rid = str(request.get("request_id") or uuid.uuid4().hex)
+        call = _forced_call(request) if chat else None
+        thinking = chat and bool(self.options.get("reasoning"))
+        prompts = [] if chat else _prompt_texts(request)
+        n = request.get("n") or 1
+        self._aborted[rid] = False  # abortable from now on, before the first delta is pulled
+        return Generation(rid, int(time.time()), len(answers),
+                          self._deltas(rid, request, answers, prompt_tokens, call, thinking),
+                          n=n, prompts=prompts, reasoning=thinking)
 
     async def abort(self, request_id: str) -> bool:
         if request_id in self._aborted:
@@ -192,49 +203,34 @@ class FakeEngine(LLMEngine, EmbeddingEngine, RerankEngine):
             return True
         return False
 
-    def _chunk(self, head: Dict[str, Any], index: int, piece: Optional[str],
-               reason: Optional[str], chat: bool, first: bool = False) -> Dict[str, Any]:
-        if chat:
-            delta = {"role": "assistant", "content": ""} if first else (
-                {} if piece is None else {"content": piece})
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
-        else:
-            choice = {"index": index, "text": piece or "", "logprobs": None,
-                      "finish_reason": reason}
-        return dict(head, choices=[choice])
-
-    async def _stream(self, request: Dict[str, Any], chat: bool) -> AsyncIterator[Dict[str, Any]]:
-        """Word by word; closing the generator stops it at once."""
-        answers, prompt_tokens = self._answer(request, chat)
+    async def _deltas(self, rid: str, request: Dict[str, Any], answers: List[List[str]],
+                      prompt_tokens: int, call: Optional[ToolCallDelta],
+                      thinking: bool) -> AsyncIterator[Any]:
+        """Word by word (after a reasoning word when asked); closing it stops at once."""
         cuts = [_cut(pieces, request) for pieces in answers]
-        head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}",
-                "object": "chat.completion.chunk" if chat else "text_completion",
-                "created": int(time.time()), "model": self.config.model_uid}
-        rid = request.get("request_id")
-        if rid:
-            self._aborted[rid] = False
         self.active_streams += 1
         try:
-            if chat:
+            if thinking:
                 for index in range(len(cuts)):
-                    yield self._chunk(head, index, None, None, chat, first=True)
-            for step in range(max((len(kept) for kept, _ in cuts), default=0)):
+                    yield ChoiceDelta(index, reasoning="Thinking about the echo.")
+            for step in range(0 if call else max((len(k) for k, _ in cuts), default=0)):
                 if self.delay:
                     await asyncio.sleep(self.delay)
-                if rid and self._aborted.get(rid):
+                if self._aborted.get(rid):
                     raise RequestAbortedError(f"request {rid!r} was aborted", param="request_id")
                 for index, (kept, _) in enumerate(cuts):
                     if step < len(kept):
-                        yield self._chunk(head, index, kept[step], None, chat)
+                        yield ChoiceDelta(index, content=kept[step])
             for index, (_, reason) in enumerate(cuts):
-                yield self._chunk(head, index, None, reason, chat)
-            if (request.get("stream_options") or {}).get("include_usage"):
-                produced = sum(len(kept) for kept, _ in cuts)
-                yield dict(head, choices=[], usage=_usage(prompt_tokens, produced))
+                if call is not None:
+                    yield ChoiceDelta(index, tool_calls=[call], finish_reason="tool_calls")
+                else:
+                    yield ChoiceDelta(index, finish_reason=reason)
+            produced = len(cuts) if call else sum(len(kept) for kept, _ in cuts)
+            yield Usage(prompt_tokens, produced)
         finally:
             self.active_streams -= 1
-            if rid:
-                self._aborted.pop(rid, None)
+            self._aborted.pop(rid, None)
 
     # Embedding and rerank ---------------------------------------------------
 

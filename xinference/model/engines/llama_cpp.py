@@ -3,25 +3,29 @@
 xllamacpp runs llama.cpp's server in-process; each handler call blocks a worker
 thread. A streamed call hands every chunk to a callback feeding an asyncio queue;
 the callback returning True stops the slot: that is how closed and aborted streams
-end. Filled in where llama.cpp falls short of OpenAI: ``n`` > 1 and prompt lists run
-as separate calls with merged choices and usage, completion ``logprobs`` take the
-legacy shape, ``echo`` works, and whole (non-streamed) answers are streamed inside
-and gathered, so that a cancelled caller or abort() stops them too.
+end. llama.cpp's chunks become typed deltas (its own template, reasoning and
+tool-call parsing stay in charge); the serving layer shapes them for each API.
+Filled in where llama.cpp falls short: ``n`` > 1 and prompt lists run as separate
+calls with merged choices and usage, a forced ``tool_choice`` is written under
+llama.cpp's JSON grammar and parsed here, and whole answers are streamed inside,
+so that a cancelled caller or abort() stops them too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Set
 
 from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableError,
                        RequestAbortedError, XinferenceError)
-from ..llm.assembler import content_calls_as_tool_calls
+from ..llm.assembler import ChatDeltaAssembler, parsed_delta
+from ..llm.deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
+from ..llm.protocol import TokenLogprob, new_request_id, now
 from ..llm.tool_calls import forced_call_schema, tool_names
 from .base import EngineConfig, LLMEngine
 from .llama_cpp_params import build_params
@@ -61,7 +65,6 @@ class _Job:
     index: int
     group: int
     payload: Dict[str, Any]
-    echo: Optional[str] = None
 
 
 class _StreamRun:
@@ -118,59 +121,36 @@ def _add_usage(total: Dict[str, Any], seen: set, group: int, usage: Dict[str, An
     total["total_tokens"] = total.get("prompt_tokens", 0) + done
 
 
-def _legacy_logprobs(logprobs: Any, offset: int) -> Any:
-    """llama.cpp's chat-style completion logprobs in OpenAI's legacy completion shape."""
-    if not isinstance(logprobs, dict) or "content" not in logprobs:
-        return logprobs
-    entries = logprobs.get("content") or []
-    offsets = list(accumulate([offset] + [len(e.get("token", "")) for e in entries]))
-    return {"tokens": [e.get("token", "") for e in entries],
-            "token_logprobs": [e.get("logprob") for e in entries],
-            "top_logprobs": [{t["token"]: t["logprob"] for t in e.get("top_logprobs") or []}
-                             for e in entries],
-            "text_offset": offsets[:len(entries)]}
+def _token_logprobs(logprobs: Any) -> List[TokenLogprob]:
+    """llama.cpp's ``logprobs.content`` entries as typed token logprobs."""
+    if not isinstance(logprobs, dict):
+        return []
+    return [TokenLogprob(e.get("token", ""), e.get("logprob"),
+                         [(t.get("token", ""), t.get("logprob")) for t in e.get("top_logprobs") or []])
+            for e in logprobs.get("content") or []]
 
 
-def _fold_call(calls: Dict[int, Dict[str, Any]], call: Dict[str, Any]) -> None:
-    cur = calls.setdefault(call.get("index", 0), {"id": None, "type": "function",
-                                                   "function": {"name": "", "arguments": ""}})
-    if call.get("id"):
-        cur["id"] = call["id"]
-    function = call.get("function") or {}
-    cur["function"]["name"] += function.get("name") or ""
-    cur["function"]["arguments"] += function.get("arguments") or ""
+def _tool_pieces(delta: Dict[str, Any]) -> List[ToolCallDelta]:
+    return [ToolCallDelta(call.get("index", 0), call.get("id"),
+                          (call.get("function") or {}).get("name"),
+                          (call.get("function") or {}).get("arguments") or "")
+            for call in delta.get("tool_calls") or []]
 
 
-def _fold(acc: Dict[int, Dict[str, Any]], choice: Dict[str, Any], kind: str) -> None:
-    """Add one streamed choice to the whole choice being gathered for its index."""
-    index = choice["index"]
-    if kind == "chat":
-        cur = acc.setdefault(index, {"index": index, "finish_reason": None, "calls": {},
-                                     "message": {"role": "assistant", "content": ""}})
-        delta, message = choice.get("delta") or {}, cur["message"]
-        for key in ("content", "reasoning_content"):
-            if delta.get(key):
-                message[key] = (message.get(key) or "") + delta[key]
-        for call in delta.get("tool_calls") or []:
-            _fold_call(cur["calls"], call)
-    else:
-        cur = acc.setdefault(index, {"index": index, "text": "", "logprobs": None,
-                                     "finish_reason": None})
-        cur["text"] += choice.get("text") or ""
-    for key, values in (choice.get("logprobs") or {}).items():
-        if isinstance(values, list):
-            cur["logprobs"] = cur.get("logprobs") or {}
-            cur["logprobs"].setdefault(key, []).extend(values)
-    if choice.get("finish_reason"):
-        cur["finish_reason"] = choice["finish_reason"]
-
-
-def _final_choice(cur: Dict[str, Any]) -> Dict[str, Any]:
-    calls = cur.pop("calls", None)
-    if calls:
-        cur["message"]["tool_calls"] = [calls[k] for k in sorted(calls)]
-        cur["message"]["content"] = cur["message"]["content"] or None
-    return cur
+def _typed_delta(choice: Dict[str, Any], kind: str,
+                 assembler: Optional[ChatDeltaAssembler]) -> ChoiceDelta:
+    """One llama.cpp choice chunk as a typed delta (a forced call's JSON via ``assembler``)."""
+    reason, logprobs = choice.get("finish_reason"), _token_logprobs(choice.get("logprobs"))
+    if kind != "chat":
+        return ChoiceDelta(choice["index"], choice.get("text") or "", logprobs=logprobs,
+                           finish_reason=reason)
+    delta = choice.get("delta") or {}
+    if assembler is not None:
+        return parsed_delta(assembler, choice["index"], delta.get("content") or "", reason,
+                            logprobs)
+    return ChoiceDelta(choice["index"], delta.get("content") or "",
+                       delta.get("reasoning_content") or "", _tool_pieces(delta), logprobs,
+                       finish_reason=reason)
 
 
 class LlamaCppEngine(LLMEngine):
@@ -188,6 +168,9 @@ class LlamaCppEngine(LLMEngine):
         self._facts: Dict[str, Any] = {}
         self._runs: Dict[str, List[_StreamRun]] = {}
         self._live: Set[_StreamRun] = set()
+        family = config.family or {}
+        self._reasoning = bool(family.get("reasoning_start_tag")
+                               or "reasoning" in (family.get("model_ability") or []))
 
     def load(self) -> None:
         params = build_params(self.config)
@@ -221,17 +204,11 @@ class LlamaCppEngine(LLMEngine):
         """llama.cpp's Prometheus metrics text (slots busy, tokens, speeds)."""
         return self._require().handle_metrics()
 
-    async def chat(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        return await self._whole(request, "chat")
+    def start_chat(self, request: Dict[str, Any]) -> Generation:
+        return self._generation(request, "chat")
 
-    async def complete(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        return await self._whole(request, "text")
-
-    def chat_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        return self._chunks(request, "chat")
-
-    def complete_stream(self, request: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
-        return self._stream(request, "text")
+    def start_completion(self, request: Dict[str, Any]) -> Generation:
+        return self._generation(request, "text")
 
     async def abort(self, request_id: str) -> bool:
         runs = self._runs.get(request_id) or []
@@ -267,73 +244,53 @@ class LlamaCppEngine(LLMEngine):
         prompts = list(prompt) if many else [prompt]
         if n * len(prompts) > 128:
             raise InvalidRequestError("n times the prompt count must be at most 128", param="n")
-        echo = kind == "text" and bool(request.get("echo"))
         jobs: List[_Job] = []
         for group, prompt in enumerate(prompts):
             for i in range(n):
                 payload = dict(body, prompt=prompt) if len(prompts) > 1 else dict(body)
                 if i and isinstance(payload.get("seed"), int) and payload["seed"] >= 0:
                     payload["seed"] = (payload["seed"] + i) % 0xFFFFFFFF
-                jobs.append(_Job(len(jobs), group, payload,
-                                 prompt if echo and isinstance(prompt, str) else None))
+                jobs.append(_Job(len(jobs), group, payload))
         return jobs
 
-    def _meta(self, obj: Dict[str, Any], kind: str) -> Dict[str, Any]:
-        obj["model"] = self.config.model_uid
-        if kind == "text" and str(obj.get("id", "")).startswith("chatcmpl-"):
-            obj["id"] = "cmpl-" + obj["id"][len("chatcmpl-"):]
-        return obj
-
-    @staticmethod
-    def _fix_choice(choice: Dict[str, Any], job: _Job, kind: str, offsets: Dict[int, int]) -> None:
-        """OpenAI details llama.cpp leaves out: the role in a choice's first chunk (missing
-        when its first token is part of a multi-byte character, e.g. an emoji), null content
-        beside tool calls, echo, legacy completion logprobs (``offsets`` keeps each
-        choice's text position; for chat, which choices have started)."""
-        if kind == "chat":
-            delta = choice.get("delta")
-            if delta is not None and choice["index"] not in offsets:
-                offsets[choice["index"]] = 0
-                choice["delta"] = {"role": "assistant", **delta}
-            message = choice.get("message")
-            if message and message.get("tool_calls") and not message.get("content"):
-                message["content"] = None
-            return
-        text, offset = choice.get("text") or "", offsets.get(choice["index"])
-        if offset is None:
-            offset = 0
-            if job.echo is not None:
-                choice["text"], offset = job.echo + text, len(job.echo)
-        if choice.get("logprobs") is not None:
-            choice["logprobs"] = _legacy_logprobs(choice["logprobs"], offset)
-        offsets[choice["index"]] = offset + len(text)
-
-    async def _whole(self, request: Dict[str, Any], kind: str) -> Dict[str, Any]:
-        """Streamed inside: a blocking llama.cpp call cannot be stopped, a stream can (when
-        the caller is cancelled, e.g. its client went away, or abort() names its request)."""
+    def _generation(self, request: Dict[str, Any], kind: str) -> Generation:
+        """Validates at once; the deltas run llama.cpp (a whole answer is streamed inside:
+        a blocking call cannot be stopped, a stream can, when the caller is cancelled or
+        abort() names its request)."""
         jobs = self._jobs(request, kind)
-        return await self._collect(self._chunks(request, kind, jobs, usage=True), kind)
+        rid = str(request.get("request_id") or new_request_id())
+        prompt = request.get("prompt")
+        prompts = ([prompt] if isinstance(prompt, str) else
+                   [p if isinstance(p, str) else "" for p in prompt or []]) if kind == "text" else []
+        n = 1 if request.get("n") is None else request["n"]
+        forced = kind == "chat" and forced_call_schema(request.get("tools"),
+                                                       request.get("tool_choice"))
+        names = tool_names(request.get("tools")) if forced else None
+        return Generation(rid, now(), len(jobs), self._typed(rid, kind, jobs, names), n=n,
+                          prompts=prompts, reasoning=self._reasoning,
+                          logprobs=bool(request.get("logprobs")))
 
-    def _chunks(self, request: Dict[str, Any], kind: str, jobs: Optional[List[_Job]] = None,
-                usage: Optional[bool] = None) -> AsyncIterator[Dict[str, Any]]:
-        """The stream, with forced tool calls (see :meth:`_jobs`) turned into ``tool_calls``."""
-        stream = self._stream(request, kind, jobs, usage)
-        if kind == "chat" and forced_call_schema(request.get("tools"), request.get("tool_choice")):
-            return content_calls_as_tool_calls(stream, tool_names(request.get("tools")))
-        return stream
+    async def _typed(self, rid: str, kind: str, jobs: List[_Job],
+                     forced_names: Optional[set]) -> AsyncIterator[Any]:
+        assemblers = ({job.index: ChatDeltaAssembler(tool_format="json", tool_names=forced_names)
+                       for job in jobs} if forced_names is not None else {})
+        total: Dict[str, Any] = {}
+        async with contextlib.aclosing(self._stream(rid, kind, jobs, total)) as chunks:
+            async for chunk in chunks:
+                for choice in chunk["choices"]:
+                    yield _typed_delta(choice, kind, assemblers.get(choice["index"]))
+        yield Usage(total.get("prompt_tokens", 0), total.get("completion_tokens", 0),
+                    (total.get("prompt_tokens_details") or {}).get("cached_tokens"))
 
-    async def _stream(self, request: Dict[str, Any], kind: str, jobs: Optional[List[_Job]] = None,
-                      usage: Optional[bool] = None) -> AsyncIterator[Dict[str, Any]]:
-        """Chunks as llama.cpp makes them; closing this generator stops every slot it uses."""
-        jobs = jobs or self._jobs(request, kind)
-        if usage is None:
-            usage = bool((request.get("stream_options") or {}).get("include_usage"))
-        fn, loop, rid = self._handler(kind), asyncio.get_running_loop(), request.get("request_id")
+    async def _stream(self, rid: str, kind: str, jobs: List[_Job],
+                      total: Dict[str, Any]) -> AsyncIterator[Dict[str, Any]]:
+        """Chunks as llama.cpp makes them, choices renumbered; usage summed into ``total``.
+        Closing this generator stops every slot it uses."""
+        fn, loop = self._handler(kind), asyncio.get_running_loop()
         run = _StreamRun(loop, len(jobs))
         self._live.add(run)
-        if rid:
-            self._runs.setdefault(rid, []).append(run)
-        total, seen, offsets, head = {}, set(), {}, None
+        self._runs.setdefault(rid, []).append(run)
+        seen: set = set()
         try:
             for job in jobs:
                 job.payload.update(stream=True, stream_options={"include_usage": True})
@@ -341,41 +298,18 @@ class LlamaCppEngine(LLMEngine):
             async for job, chunk in run.chunks():
                 if chunk.get("usage"):
                     _add_usage(total, seen, job.group, chunk.pop("usage"))
-                head = head or chunk
                 if not chunk.get("choices"):
                     continue
-                chunk["id"], chunk["created"] = head["id"], head["created"]
                 for choice in chunk["choices"]:
-                    if len(jobs) > 1:
-                        choice["index"] = job.index
-                    self._fix_choice(choice, job, kind, offsets)
-                yield self._meta(chunk, kind)
+                    choice["index"] = job.index
+                yield chunk
             if run.reason is not None:
                 raise run.reason
-            if usage and head is not None:
-                yield self._meta({key: head.get(key) for key in
-                                  ("id", "object", "created", "system_fingerprint")}
-                                 | {"choices": [], "usage": total}, kind)
         finally:
             run.stop()
             self._live.discard(run)
-            if rid and run in self._runs.get(rid, []):
-                self._runs[rid].remove(run)
-                if not self._runs[rid]:
-                    del self._runs[rid]
-
-    async def _collect(self, chunks: AsyncIterator[Dict[str, Any]], kind: str) -> Dict[str, Any]:
-        """One whole response from a stream of chunks (the ``request_id`` path)."""
-        head, usage, acc = None, None, {}
-        async for chunk in chunks:
-            head = head or chunk
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                _fold(acc, choice, kind)
-        if head is None:
-            raise XinferenceError("llama.cpp returned no output")
-        kind_name = "chat.completion" if kind == "chat" else "text_completion"
-        return {"id": head["id"], "object": kind_name, "created": head["created"],
-                "model": self.config.model_uid, "usage": usage,
-                "system_fingerprint": head.get("system_fingerprint"),
-                "choices": [_final_choice(acc[i]) for i in sorted(acc)]}
+            runs = self._runs.get(rid, [])
+            if run in runs:
+                runs.remove(run)
+            if not runs:
+                self._runs.pop(rid, None)

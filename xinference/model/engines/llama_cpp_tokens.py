@@ -35,7 +35,7 @@ def _post(address: str, route: str, body: Dict[str, Any], api_key: Optional[str]
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         message = _error_message(exc.read()) or str(exc)
-        if 400 <= exc.code < 500:
+        if 400 <= exc.code <= 500:  # 500: a request it could not render, as in chat calls
             raise InvalidRequestError(f"llama.cpp: {message}", param="messages") from None
         raise XinferenceError(f"llama.cpp: {message}") from None
     except (urllib.error.URLError, OSError) as exc:

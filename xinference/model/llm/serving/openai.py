@@ -56,6 +56,24 @@ def stream(engine: Any, call: InferenceCall) -> AsyncIterator[Dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ chat
+_NOTHING = object()
+
+
+async def _first(items: AsyncIterator[Any]) -> Any:
+    try:
+        return await items.__anext__()
+    except StopAsyncIteration:
+        return _NOTHING
+
+
+async def _chain(first: Any, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    if first is _NOTHING:
+        return
+    yield first
+    async for item in items:
+        yield item
+
+
 def _call_dict(call: Any) -> Dict[str, Any]:
     return {"id": call.id, "type": "function",
             "function": {"name": call.name, "arguments": call.arguments}}
@@ -115,10 +133,11 @@ async def chat_chunks(gen: Generation, model: str,
     def logprobs(i: int) -> Optional[Dict[str, Any]]:
         return P.chat_logprobs(pending[i]) if gen.logprobs and pending[i] else None
 
-    for i in range(gen.n_choices):
-        yield chunk(i, {"role": "assistant", "content": ""})
     async with contextlib.aclosing(gen.deltas) as items:
-        async for item in items:
+        first = await _first(items)  # started (and abortable) before the client hears of it
+        for i in range(gen.n_choices):
+            yield chunk(i, {"role": "assistant", "content": ""})
+        async for item in _chain(first, items):
             if isinstance(item, Usage):
                 usage = item
                 continue
