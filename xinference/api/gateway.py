@@ -9,11 +9,12 @@ an error. Once a stream has sent its first chunk it is never replayed.
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Dict, List, Optional, Set, Tuple
+from typing import Any, AsyncIterator, Dict, Optional, Set, Tuple
 
 import xoscar as xo
 
-from ..core.data_plane import UNARY_METHODS, DataPlaneClient
+from ..core.data_plane import DataPlaneClient
+from ..model.operations import InferenceCall
 from ..settings import Settings
 from .router import ReplicaHandle, ReplicaRouter, replica_gone
 
@@ -46,14 +47,16 @@ class Gateway:
         return await xo.actor_ref(address=address, uid=uid)
 
     def cap_max_tokens(self, request: Dict[str, Any]) -> Dict[str, Any]:
-        """Apply XINFERENCE_MAX_TOKENS to a generation request."""
+        """Apply XINFERENCE_MAX_TOKENS to a generation request (any dialect's token keys)."""
         cap = self.settings.max_tokens
-        if cap is not None:
-            for key in ("max_tokens", "max_completion_tokens"):
-                if request.get(key) is not None:
-                    request[key] = min(request[key], cap)
-            if request.get("max_tokens") is None and request.get("max_completion_tokens") is None:
-                request["max_tokens"] = cap
+        if cap is None:
+            return request
+        keys = [k for k in ("max_tokens", "max_completion_tokens", "max_output_tokens")
+                if request.get(k) is not None]
+        for key in keys:
+            request[key] = min(request[key], cap)
+        if not keys:
+            request["max_tokens"] = cap
         return request
 
     def _retrying(self, model_uid: str, handle: ReplicaHandle, exc: BaseException,
@@ -67,14 +70,15 @@ class Gateway:
                        handle.replica_uid, handle.address, type(exc).__name__)
         return True
 
-    async def call(self, model_uid: str, method: str, request: Dict[str, Any]) -> Dict[str, Any]:
-        """A unary call on the least busy replica of ``model_uid``, retried if that one is gone."""
+    async def call(self, model_uid: str, call: InferenceCall) -> bytes:
+        """``call`` on the least busy replica of ``model_uid``, retried if that one is gone;
+        the answer's JSON bytes."""
         tried: Set[Tuple[str, str]] = set()
         for attempt in range(MAX_ATTEMPTS):
             handle = await self.router.pick(model_uid, tried)
             handle.outstanding += 1
             try:
-                return await self._unary(handle, method, request)
+                return await self._unary(handle, call)
             except Exception as exc:  # noqa: BLE001 - re-raised unless the replica is gone
                 if not self._retrying(model_uid, handle, exc, tried, attempt):
                     raise
@@ -83,10 +87,8 @@ class Gateway:
         raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
-    async def _unary(handle: ReplicaHandle, method: str, request: Dict[str, Any]) -> Any:
+    async def _unary(handle: ReplicaHandle, call: InferenceCall) -> bytes:
         """One unary call: on the replica's data plane when it has one, else through xoscar."""
-        if method not in UNARY_METHODS:
-            return await getattr(handle.ref, method)(request)
         if not handle.data_plane_checked:
             handle.data_plane_checked = True
             try:
@@ -97,10 +99,10 @@ class Gateway:
                 handle.data_plane = DataPlaneClient(handle.address.rsplit(":", 1)[0],
                                                     where["port"], where.get("unix_path"))
         if handle.data_plane is not None:
-            return await handle.data_plane.call(method, request)
-        return await getattr(handle.ref, method)(request)
+            return await handle.data_plane.call("serve", call)
+        return await handle.ref.serve(call)
 
-    async def _open_stream(self, model_uid: str, method: str, request: Dict[str, Any]):
+    async def _open_stream(self, model_uid: str, call: InferenceCall):
         """(handle, iterator, first batch or None): the first pull is where a dead replica shows."""
         tried: Set[Tuple[str, str]] = set()
         for attempt in range(MAX_ATTEMPTS):
@@ -108,7 +110,7 @@ class Gateway:
             handle.outstanding += 1
             iterator = None
             try:
-                iterator = await getattr(handle.ref, method)(request)
+                iterator = await handle.ref.serve_stream(call)
                 try:
                     first = await iterator.__anext__()
                 except StopAsyncIteration:
@@ -122,10 +124,9 @@ class Gateway:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def stream(self, model_uid: str, method: str,
-                     request: Dict[str, Any]) -> AsyncIterator[List[Any]]:
-        """Chunk lists from a streaming method; the replica counts as busy until the end."""
-        handle, iterator, first = await self._open_stream(model_uid, method, request)
+    async def stream(self, model_uid: str, call: InferenceCall) -> AsyncIterator[bytes]:
+        """SSE frames of a streamed ``call``; the replica counts as busy until the end."""
+        handle, iterator, first = await self._open_stream(model_uid, call)
         try:
             if first is None:
                 return

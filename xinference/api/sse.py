@@ -1,46 +1,29 @@
-"""Server-sent events: chunks from a replica to ``data:`` lines for the client.
+"""Server-sent events from a replica's stream to the client.
 
-A replica sends each batch of chunks as JSON lines (bytes, see
-``ModelActor.chat_stream_json``); a list of chunk dicts works too.
-
-A stream ends with ``data: [DONE]``. An error after the stream started is sent
-as one ``data: {"error": ...}`` event (no traceback). When no chunk has gone
-out for ``ping_seconds``, a ``: ping`` comment keeps proxies from closing the
-connection. If the client goes away, closing this generator cancels the
+A replica sends each batch of events already framed (``data: ...`` lines, with
+``event:`` lines for the dialects that name their events), so they go out as
+they are. An :class:`~xinference.api.serve.Envelope` says how the dialect ends
+a stream (OpenAI's ``data: [DONE]``), keeps it alive when no event has gone out
+for ``ping_seconds``, and reports an error after the stream started (one event,
+no traceback). If the client goes away, closing this generator cancels the
 replica's stream, which stops the generation in the engine.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any, AsyncIterator, List, Union
+from typing import Any, AsyncIterator, Callable, Optional
 
 from .errors import classify
 
 logger = logging.getLogger(__name__)
 
-DONE = b"data: [DONE]\n\n"
-PING = b": ping\n\n"
 
-
-def encode_event(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload, ensure_ascii=False).encode() + b"\n\n"
-
-
-def encode_batch(batch: Union[bytes, List[Any]]) -> bytes:
-    """Events for one batch: JSON lines (one event per line) or a list of chunk dicts."""
-    if isinstance(batch, (bytes, bytearray)):
-        if not batch:
-            return b""
-        return b"data: " + bytes(batch).replace(b"\n", b"\n\ndata: ") + b"\n\n"
-    return b"".join(encode_event(chunk) for chunk in batch)
-
-
-async def sse_events(batches: AsyncIterator[Union[bytes, List[Any]]], ping_seconds: float,
-                     on_close=None) -> AsyncIterator[bytes]:
-    """Encode each chunk of each batch as an event; ping when quiet; always end cleanly."""
+async def sse_events(batches: AsyncIterator[bytes], ping_seconds: float, envelope: Any,
+                     on_close: Optional[Callable] = None,
+                     observe: Optional[Callable[[bytes], None]] = None) -> AsyncIterator[bytes]:
+    """Each batch as it comes; pings when quiet; the dialect's end or error event."""
     iterator = batches.__aiter__()
     pending = None
     try:
@@ -49,23 +32,26 @@ async def sse_events(batches: AsyncIterator[Union[bytes, List[Any]]], ping_secon
                 pending = asyncio.ensure_future(iterator.__anext__())
             done, _ = await asyncio.wait({pending}, timeout=ping_seconds)
             if not done:
-                yield PING
+                yield envelope.ping
                 continue
             task, pending = pending, None
             try:
                 batch = task.result()
             except StopAsyncIteration:
                 break
-            events = encode_batch(batch)
-            if events:
-                yield events
-        yield DONE
+            if batch:
+                if observe is not None:
+                    observe(batch)
+                yield batch
+        if envelope.done:
+            yield envelope.done
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - becomes one error event
-        _, body = classify(exc)
-        yield encode_event({"error": body["error"]})
-        yield DONE
+        status, body = classify(exc)
+        yield envelope.error_event(status, body)
+        if envelope.done:
+            yield envelope.done
     finally:
         if pending is not None:
             pending.cancel()

@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable, Collection, Dict, List, Optional
 logger = logging.getLogger(__name__)
 
 # The model actor's methods the data plane may call.
-UNARY_METHODS = frozenset({"chat_json", "complete_json", "embed_json", "rerank_json"})
+UNARY_METHODS = frozenset({"serve"})
 _OK, _ERROR = b"\x00", b"\x01"
 _HEADER = 4
 MAX_IDLE_CONNECTIONS = 32

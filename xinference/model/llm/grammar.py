@@ -18,8 +18,12 @@ from typing import Any, Iterable, Mapping, Optional
 from ...errors import InvalidRequestError
 from .tool_calls import HERMES_CLOSE, HERMES_OPEN
 
-_JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
-                 "lenient": True}
+# Between JSON tokens: a few blanks, or a line break and an indent. Models write
+# JSON pretty-printed; forbidding that whitespace pushes them off their path
+# (SmolLM2 fills a key with emoji after a forced `{"`). Bounded, so a model
+# cannot pad with whitespace forever.
+JSON_WHITESPACE = r"[ \t]{0,4}|(\r?\n){1,2}[ \t]{0,40}"
+_JSON_OPTIONS = {"whitespace_pattern": JSON_WHITESPACE, "lenient": True}
 
 
 def response_format_schema(response_format: Any) -> Optional[dict]:

@@ -52,7 +52,7 @@ def skeleton(body: Mapping[str, Any], model: str, created: float) -> Dict[str, A
         "previous_response_id": body.get("previous_response_id"),
         "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
         "text": body.get("text") or {"format": {"type": "text"}},
-        "truncation": body.get("truncation") or "disabled",
+        "truncation": "disabled",
         "metadata": body.get("metadata") or {}, "store": body.get("store") is not False,
         "user": body.get("user"),
     }

@@ -26,7 +26,7 @@ UNSUPPORTED_FIELDS = {
 }
 PASS_THROUGH = ("request_id", "temperature", "top_p", "parallel_tool_calls", "user", "top_k",
                 "seed", "stop", "presence_penalty", "frequency_penalty", "repetition_penalty",
-                "min_p", "ignore_eos", "stop_token_ids")
+                "ignore_eos", "stop_token_ids")
 
 
 def _bad(message: str, param: str) -> InvalidRequestError:
