@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from xinference.model.operations import InferenceCall, Operation
+
 from .common import Row, Target, summarize
 from .context import Bench
 
@@ -92,7 +94,7 @@ async def _rpc_block(ref: Any, body: Dict[str, Any], count: int) -> List[float]:
     out = []
     for _ in range(count):
         started = time.perf_counter()
-        answer = await ref.chat_json(dict(body))
+        answer = await ref.serve(InferenceCall(Operation.CHAT, dict(body)))
         out.append((time.perf_counter() - started) * 1000)
     _check_one_token(json.loads(answer), "RPC")
     return out
@@ -102,7 +104,7 @@ async def _data_plane_block(client: Any, body: Dict[str, Any], count: int) -> Li
     out = []
     for _ in range(count):
         started = time.perf_counter()
-        answer = await client.call("chat_json", dict(body))
+        answer = await client.call("serve", InferenceCall(Operation.CHAT, dict(body)))
         out.append((time.perf_counter() - started) * 1000)
     _check_one_token(json.loads(answer), "data plane")
     return out

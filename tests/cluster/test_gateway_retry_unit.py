@@ -7,7 +7,12 @@ import pytest
 from xinference.api.gateway import Gateway
 from xinference.api.router import ReplicaRouter, replica_gone
 from xinference.errors import InvalidRequestError, ModelUnavailableError
+from xinference.model.operations import InferenceCall, Operation
 from xinference.settings import Settings
+
+
+def _chat(body):
+    return InferenceCall(Operation.CHAT, body)
 
 
 class ServerClosed(Exception):
@@ -47,7 +52,8 @@ class FakeReplica:
         self.calls = 0
         self.iterators = []
 
-    async def chat(self, request):
+    async def serve(self, call):
+        request = call.body
         self.calls += 1
         if self.dead:
             raise ConnectionRefusedError(f"[Errno 111] Connect call failed {self.name}")
@@ -55,7 +61,7 @@ class FakeReplica:
             raise InvalidRequestError("bad request", param="bad")
         return {"served_by": self.name}
 
-    async def chat_stream(self, request):
+    async def serve_stream(self, call):
         self.calls += 1
         if self.dead == "on-open":
             raise ConnectionRefusedError("refused")
@@ -88,7 +94,7 @@ def test_unary_call_on_a_dead_replica_is_served_by_another():
     gateway, _ = make_gateway([dead, alive])
 
     async def run():
-        answers = [await gateway.call("m", "chat", {}) for _ in range(4)]
+        answers = [await gateway.call("m", _chat({})) for _ in range(4)]
         assert answers == [{"served_by": "b"}] * 4
     asyncio.run(run())
     assert dead.calls == 1 and alive.calls == 4
@@ -99,14 +105,14 @@ def test_request_errors_are_not_retried():
     first, second = FakeReplica("a"), FakeReplica("b")
     gateway, _ = make_gateway([first, second])
     with pytest.raises(InvalidRequestError):
-        asyncio.run(gateway.call("m", "chat", {"bad": True}))
+        asyncio.run(gateway.call("m", _chat({"bad": True})))
     assert first.calls + second.calls == 1
 
 
 def test_every_replica_dead_is_a_503_that_says_why():
     gateway, _ = make_gateway([FakeReplica("a", dead=True), FakeReplica("b", dead=True)])
     with pytest.raises(ModelUnavailableError, match="cannot be reached"):
-        asyncio.run(gateway.call("m", "chat", {}))
+        asyncio.run(gateway.call("m", _chat({})))
 
 
 def test_stream_whose_first_pull_fails_is_reopened_on_another_replica():
@@ -114,7 +120,7 @@ def test_stream_whose_first_pull_fails_is_reopened_on_another_replica():
     gateway, _ = make_gateway([dead, alive])
 
     async def run():
-        return [batch async for batch in gateway.stream("m", "chat_stream", {})]
+        return [batch async for batch in gateway.stream("m", _chat({}))]
     assert asyncio.run(run()) == [["b", 1], ["b", 2]]
     assert dead.iterators[0].destroyed and alive.iterators[0].destroyed
     assert gateway.router.outstanding("m") == 0
@@ -124,7 +130,7 @@ def test_stream_that_cannot_even_open_is_reopened_too():
     gateway, _ = make_gateway([FakeReplica("a", dead="on-open"), FakeReplica("b")])
 
     async def run():
-        return [batch async for batch in gateway.stream("m", "chat_stream", {})]
+        return [batch async for batch in gateway.stream("m", _chat({}))]
     assert asyncio.run(run())[0] == ["b", 1]
 
 
@@ -134,7 +140,7 @@ def test_stream_that_already_sent_a_chunk_is_not_replayed():
     got = []
 
     async def run():
-        async for batch in gateway.stream("m", "chat_stream", {}):
+        async for batch in gateway.stream("m", _chat({})):
             got.append(batch)
     with pytest.raises(ServerClosed):
         asyncio.run(run())
@@ -152,7 +158,7 @@ def test_draining_replica_gets_nothing_new_and_drain_waits_for_its_requests():
             await asyncio.sleep(0.1)
             assert not drain.done()
             for _ in range(3):
-                assert (await gateway.call("m", "chat", {}))["served_by"] == "b"
+                assert (await gateway.call("m", _chat({})))["served_by"] == "b"
         assert await asyncio.wait_for(drain, 2) == 0
         assert await gateway.drain("m", "m-1", timeout=0.01) == 0
     asyncio.run(run())
@@ -165,14 +171,14 @@ def test_dead_mark_lasts_until_the_supervisor_lists_the_replica_elsewhere():
     listing["replicas"] = listing["replicas"][:2]
 
     async def run():
-        await gateway.call("m", "chat", {})
+        await gateway.call("m", _chat({}))
         assert old.calls <= 1
         old.dead = False  # same address, still listed: stays avoided
         for _ in range(3):
-            assert (await gateway.call("m", "chat", {}))["served_by"] == "b"
+            assert (await gateway.call("m", _chat({})))["served_by"] == "b"
         listing["replicas"][0] = {"replica_uid": "m-0", "address": "c", "status": "READY"}
         gateway.router.forget("m")
-        served = {(await gateway.call("m", "chat", {}))["served_by"] for _ in range(4)}
+        served = {(await gateway.call("m", _chat({})))["served_by"] for _ in range(4)}
         assert served == {"c"}
     asyncio.run(run())
     assert old.calls == 1

@@ -1,13 +1,12 @@
 """tool_choice "required" / a named function: the schema, the grammar and the chunk re-shaping."""
 
-import asyncio
 import json
 
 import pytest
 import tiny_models as tm
 
 from xinference.errors import InvalidRequestError
-from xinference.model.llm.assembler import content_calls_as_tool_calls
+from xinference.model.llm.assembler import ChatDeltaAssembler, parsed_delta
 from xinference.model.llm.grammar import JsonGrammar
 from xinference.model.llm.tool_calls import forced_call_schema
 
@@ -74,31 +73,12 @@ def test_json_grammar_for_other_formats(tokenizer):
     assert info.value.param == "tools"
 
 
-def test_content_calls_are_reshaped_into_openai_tool_call_deltas():
+def test_forced_json_calls_in_content_become_typed_tool_calls():
     pieces = ['[{"name": "get_weather", ', '"arguments": {"city": ', '"Paris"}}]']
-
-    def chunk(delta, finish=None):
-        return {"id": "c1", "object": "chat.completion.chunk",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
-
-    async def source():
-        yield chunk({"role": "assistant", "content": None})
-        for piece in pieces:
-            yield chunk({"content": piece})
-        yield chunk({}, "stop")
-        yield {"id": "c1", "object": "chat.completion.chunk", "choices": [], "usage": {"x": 1}}
-
-    async def collect():
-        return [c async for c in content_calls_as_tool_calls(source(), {"get_weather"})]
-
-    out = asyncio.run(collect())
-    deltas = [c["choices"][0]["delta"] for c in out if c["choices"]]
-    assert deltas[0] == {"role": "assistant", "content": None}
-    calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
-    assert calls[0]["id"].startswith("call_") and calls[0]["function"] == {
-        "name": "get_weather", "arguments": ""}
-    assert json.loads("".join(c["function"]["arguments"] for c in calls)) == {"city": "Paris"}
-    assert not any(d.get("content") for d in deltas)
-    assert out[-2]["choices"][0]["finish_reason"] == "tool_calls"
-    assert out[-1] == {"id": "c1", "object": "chat.completion.chunk", "choices": [],
-                       "usage": {"x": 1}}
+    asm = ChatDeltaAssembler(tool_format="json", tool_names={"get_weather"})
+    deltas = [parsed_delta(asm, 0, p) for p in pieces[:-1]]
+    deltas.append(parsed_delta(asm, 0, pieces[-1], "stop"))
+    calls = [c for d in deltas for c in d.tool_calls]
+    assert len(calls) == 1 and calls[0].id.startswith("call_") and calls[0].name == "get_weather"
+    assert json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert not any(d.content for d in deltas) and deltas[-1].finish_reason == "tool_calls"

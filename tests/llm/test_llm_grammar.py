@@ -51,3 +51,43 @@ def test_matcher_accepts_only_schema_text(grammar):
     assert texts and all('{"city": "Paris"}'.startswith(t) or '{"city": "Rome"}'.startswith(t)
                          for t in texts), texts
     assert json.loads(tok.decode(good)) == {"city": "Rome"}
+
+
+def _accepts(tok, g, schema, text):
+    matcher = g.matcher(g.compile(schema))
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    return all(matcher.consume_token(t) for t in ids) and matcher.is_accepting()
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "b": [1, 2]}',
+    '{"a":1,"b":[1,2]}',
+    '{\n  "a": 1,\n  "b": [\n    1,\n    2\n  ]\n}',
+    '{\n    "a": {\n        "b": "c"\n    }\n}',
+    '{\r\n\t"a": 1\r\n}',
+])
+def test_json_object_takes_the_layouts_models_write(grammar, text):
+    tok, g = grammar
+    assert _accepts(tok, g, {"type": "object"}, text)
+
+
+@pytest.mark.parametrize("text", [
+    "{" + " " * 30 + '"a": 1}',
+    '{\n\n\n\n"a": 1}',
+    "{\n" + " " * 60 + '"a": 1}',
+    ' {"a": 1}',
+    '{"a": 1}\n',
+])
+def test_json_whitespace_is_bounded(grammar, text):
+    tok, g = grammar
+    assert not _accepts(tok, g, {"type": "object"}, text)
+
+
+def test_a_line_break_may_follow_the_open_brace(grammar):
+    tok, g = grammar
+    matcher = g.matcher(g.compile({"type": "object"}))
+    assert matcher.consume_token(tok.convert_tokens_to_ids("{"))
+    allowed = [i for i, b in enumerate(g.allowed(matcher)) if b]
+    texts = {tok.decode([i]) for i in allowed}
+    assert "\n" in texts and '"' in texts and "}" in texts
+    assert all(t.strip() in ("", '"', "}") or t.lstrip().startswith('"') for t in texts), texts

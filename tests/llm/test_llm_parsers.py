@@ -4,12 +4,11 @@ import json
 
 import pytest
 
-from xinference.model.llm.assembler import ChatDeltaAssembler
+from xinference.model.llm.assembler import ChatDeltaAssembler, parsed_delta
 from xinference.model.llm.reasoning import (ReasoningParser, prompt_opens_reasoning, reasoning_tags,
                                             split_reasoning)
 from xinference.model.llm.stop import StopStringMatcher, truncate_at_stop
-from xinference.model.llm.tool_calls import (ToolCallParser, parse_tool_calls,
-                                             tool_call_delta_chunks)
+from xinference.model.llm.tool_calls import ToolCallParser, parse_tool_calls
 
 
 def pieces(text, size):
@@ -129,53 +128,38 @@ def test_hermes_streamed_events_match_whole(size):
     assert content == "Sure. " and len(calls) == 1 and calls[0].name == "get_weather"
 
 
-def test_tool_call_delta_chunks_shape():
-    _, calls = parse_tool_calls(f"<tool_call>{CALL}</tool_call>", "hermes")
-    deltas = tool_call_delta_chunks(0, calls[0], piece=5)
-    assert deltas[0] == {"index": 0, "id": calls[0].id, "type": "function",
-                         "function": {"name": "get_weather", "arguments": ""}}
-    rest = deltas[1:]
-    assert all(set(d) == {"index", "function"} and set(d["function"]) == {"arguments"} for d in rest)
-    assert "".join(d["function"]["arguments"] for d in rest) == calls[0].arguments
-    assert len(rest) == -(-len(calls[0].arguments) // 5)
-
-
-def accumulate(deltas):
-    """Rebuild a message from chat deltas the way the openai SDK's stream helpers do."""
-    content, reasoning, calls = "", "", {}
-    for d in deltas:
-        content += d.get("content") or ""
-        reasoning += d.get("reasoning_content") or ""
-        for tc in d.get("tool_calls") or []:
-            slot = calls.setdefault(tc["index"], {"id": None, "name": "", "arguments": ""})
-            slot["id"] = tc.get("id") or slot["id"]
-            slot["name"] += tc.get("function", {}).get("name") or ""
-            slot["arguments"] += tc.get("function", {}).get("arguments") or ""
+def gathered(deltas):
+    """Content, reasoning and calls (by index) of typed deltas."""
+    content = "".join(d.content for d in deltas)
+    reasoning = "".join(d.reasoning for d in deltas)
+    calls = {c.index: c for d in deltas for c in d.tool_calls}
     return content, reasoning, calls
 
 
 @pytest.mark.parametrize("size", [1, 2, 5, 1000])
-def test_assembler_streams_reasoning_then_tool_call_deltas(size):
+def test_assembler_splits_reasoning_then_a_whole_tool_call(size):
     text = f"<think>\nNeed weather.\n</think>\n\n<tool_call>\n{CALL}\n</tool_call>"
     asm = ChatDeltaAssembler(("<think>", "</think>"), False, "hermes", {"get_weather"})
-    deltas = []
-    for part in pieces(text, size):
-        deltas += asm.feed(part)
-    deltas += asm.finish()
-    content, reasoning, calls = accumulate(deltas)
+    deltas = [asm.feed(part) for part in pieces(text, size)] + [asm.finish()]
+    content, reasoning, calls = gathered(deltas)
     assert reasoning == "Need weather." and content == ""
-    assert calls[0]["name"] == "get_weather" and json.loads(calls[0]["arguments"]) == {"city": "Paris"}
-    first_call = next(d for d in deltas if "tool_calls" in d)["tool_calls"][0]
-    assert first_call["function"]["arguments"] == "" and first_call["type"] == "function"
+    assert calls[0].name == "get_weather" and json.loads(calls[0].arguments) == {"city": "Paris"}
+    assert calls[0].id.startswith("call_")
     assert asm.finish_reason("stop") == "tool_calls"
-    message = asm.message()
-    assert message["content"] is None and message["reasoning_content"] == "Need weather."
-    assert message["tool_calls"][0]["id"] == calls[0]["id"]
 
 
 def test_assembler_plain_content_without_parsers():
     asm = ChatDeltaAssembler()
-    deltas = asm.feed("Hello") + asm.feed(" <think>x</think>") + asm.finish()
-    assert accumulate(deltas)[0] == "Hello <think>x</think>"
+    deltas = [asm.feed("Hello"), asm.feed(" <think>x</think>"), asm.finish()]
+    assert gathered(deltas) == ("Hello <think>x</think>", "", {})
     assert asm.finish_reason("length") == "length"
-    assert "reasoning_content" not in asm.message() and "tool_calls" not in asm.message()
+
+
+def test_parsed_delta_flushes_what_was_held_on_the_last_piece():
+    asm = ChatDeltaAssembler(("<think>", "</think>"), False, "json", {"get_weather"})
+    first = parsed_delta(asm, 2, "<think>a</think>" + CALL[:10])
+    last = parsed_delta(asm, 2, CALL[10:], "stop")
+    assert (first.index, first.reasoning, first.content, first.tool_calls) == (2, "a", "", [])
+    assert last.finish_reason == "tool_calls" and last.tool_calls[0].name == "get_weather"
+    plain = parsed_delta(None, 0, "text", "length")
+    assert (plain.content, plain.finish_reason) == ("text", "length")

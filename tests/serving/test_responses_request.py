@@ -8,6 +8,8 @@ from xinference.errors import InvalidRequestError
 from xinference.model.llm.serving.responses_request import (chat_request, input_messages,
                                                             items_to_messages)
 
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}}
+
 
 def test_string_input_and_instructions():
     req = chat_request({"model": "m", "input": "Hi", "instructions": "Be terse.",
@@ -93,15 +95,14 @@ def test_tools_tool_choice_and_text_format():
                    "parameters": {"type": "object", "properties": {}}, "strict": True}],
         "tool_choice": {"type": "function", "name": "f"},
         "text": {"format": {"type": "json_schema", "name": "out", "strict": True,
-                            "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}},
+                            "schema": SCHEMA}},
     })
     assert req["tools"] == [{"type": "function", "function": {
         "name": "f", "description": "does f", "strict": True,
         "parameters": {"type": "object", "properties": {}}}}]
     assert req["tool_choice"] == {"type": "function", "function": {"name": "f"}}
     assert req["response_format"] == {"type": "json_schema", "json_schema": {
-        "name": "out", "strict": True,
-        "schema": {"type": "object", "properties": {"a": {"type": "integer"}}}}}
+        "name": "out", "strict": True, "schema": SCHEMA}}
     assert chat_request({"input": "x", "text": {"format": {"type": "json_object"}}})[
         "response_format"] == {"type": "json_object"}
     assert "response_format" not in chat_request({"input": "x",

@@ -16,7 +16,7 @@ class EngineOwnError(Exception):
 
 
 class Replica:
-    """Answers like a model actor's ``*_json`` methods; records what it was asked."""
+    """Answers like a model actor's ``serve`` method; records what it was asked."""
 
     def __init__(self):
         self.calls = []
@@ -56,7 +56,7 @@ def test_the_client_takes_the_unix_socket_when_it_is_on_this_host(tmp_path):
         path = str(tmp_path / "replica.sock")
         server, client = await started(replica, path)
         assert client.unix_path == path
-        assert await client.call("chat_json", {"text": "near"}) == b'{"echo": "near"}'
+        assert await client.call("serve", {"text": "near"}) == b'{"echo": "near"}'
         (conn,) = client._idle
         assert conn.transport.get_extra_info("peername") == path
         client.close()
@@ -71,10 +71,10 @@ def test_answers_come_back_as_bytes_and_connections_are_reused(unix_path):
     async def run():
         replica = Replica()
         server, client = await started(replica, unix_path)
-        assert await client.call("chat_json", {"text": "hi"}) == b'{"echo": "hi"}'
-        assert await client.call("embed_json", {"text": "again"}) == b'{"echo": "again"}'
+        assert await client.call("serve", {"text": "hi"}) == b'{"echo": "hi"}'
+        assert await client.call("serve", {"text": "again"}) == b'{"echo": "again"}'
         assert len(client._idle) == 1
-        assert replica.calls == [("chat_json", {"text": "hi"}), ("embed_json", {"text": "again"})]
+        assert replica.calls == [("serve", {"text": "hi"}), ("serve", {"text": "again"})]
         client.close()
         server.close()
     asyncio.run(run())
@@ -85,7 +85,7 @@ def test_concurrent_calls_each_get_their_own_answer(unix_path):
         replica = Replica()
         server, client = await started(replica, unix_path)
         texts = [f"t{i}" for i in range(20)]
-        answers = await asyncio.gather(*(client.call("chat_json", {"text": t}) for t in texts))
+        answers = await asyncio.gather(*(client.call("serve", {"text": t}) for t in texts))
         assert answers == [f'{{"echo": "{t}"}}'.encode() for t in texts]
         client.close()
         server.close()
@@ -96,11 +96,11 @@ def test_the_replicas_exception_is_raised_with_its_class_and_fields(unix_path):
     async def run():
         server, client = await started(Replica(), unix_path)
         with pytest.raises(InvalidRequestError, match="bad temperature") as info:
-            await client.call("chat_json", {"fail": True})
+            await client.call("serve", {"fail": True})
         assert info.value.param == "temperature"
-        assert await client.call("chat_json", {"text": "still fine"}) == b'{"echo": "still fine"}'
+        assert await client.call("serve", {"text": "still fine"}) == b'{"echo": "still fine"}'
         with pytest.raises(RuntimeError, match="^EngineOwnError: out of memory$"):
-            await client.call("chat_json", {"engine_error": True})
+            await client.call("serve", {"engine_error": True})
         with pytest.raises(ValueError, match="does not serve 'pid'"):
             await client.call("pid", {})
         client.close()
@@ -112,7 +112,7 @@ def test_cancelling_a_call_cancels_the_work_in_the_replica(unix_path):
     async def run():
         replica = Replica()
         server, client = await started(replica, unix_path)
-        call = asyncio.ensure_future(client.call("chat_json", {"hold": True, "text": "x"}))
+        call = asyncio.ensure_future(client.call("serve", {"hold": True, "text": "x"}))
         while not replica.calls:
             await asyncio.sleep(0.01)
         call.cancel()
@@ -151,15 +151,15 @@ def test_a_replica_process_that_dies_raises_a_connection_error():
         try:
             port = int(await asyncio.wait_for(proc.stdout.readline(), 30))
             client = DataPlaneClient("127.0.0.1", port)
-            assert await client.call("chat_json", {}) == b"{}"
-            held = asyncio.ensure_future(client.call("chat_json", {"hold": True}))
+            assert await client.call("serve", {}) == b"{}"
+            held = asyncio.ensure_future(client.call("serve", {"hold": True}))
             await asyncio.sleep(0.2)
             proc.kill()
             with pytest.raises(ConnectionError) as info:
                 await asyncio.wait_for(held, 10)
             assert replica_gone(info.value)
             with pytest.raises(ConnectionError) as info:
-                await client.call("chat_json", {})
+                await client.call("serve", {})
             assert replica_gone(info.value)
         finally:
             if proc.returncode is None:

@@ -1,12 +1,13 @@
-"""ready_batches (model actor side) and sse_events (gateway side)."""
+"""ready_batches and sse_frames (model actor side) and sse_events (gateway side)."""
 
 import asyncio
 import json
 
 import pytest
 
-from xinference.api.sse import DONE, PING, sse_events
-from xinference.core.streaming import ready_batches
+from xinference.api.serve import OPENAI, Envelope
+from xinference.api.sse import sse_events
+from xinference.core.streaming import ready_batches, sse_frames
 from xinference.errors import InvalidRequestError
 
 
@@ -61,28 +62,43 @@ def test_closing_ready_batches_closes_the_source():
     assert closed == [True]
 
 
-async def batches_of(items, delay=0.0):
+async def batches_of(items, delay=0.0, named=False):
     for item in items:
         await asyncio.sleep(delay)
-        yield [item]
+        yield sse_frames([item], named)
 
 
-def test_sse_encodes_events_and_done():
-    events = collect(sse_events(batches_of([{"a": 1}, {"b": 2}]), ping_seconds=10))
-    assert events[-1] == DONE
+DONE, PING = OPENAI.done, OPENAI.ping
+
+
+def test_sse_frames_name_events_for_the_dialects_that_do():
+    assert sse_frames([{"a": 1}], named=False) == b'data: {"a":1}\n\n'
+    assert sse_frames([{"type": "ping"}, {"type": "message_stop"}], named=True) == (
+        b'event: ping\ndata: {"type":"ping"}\n\nevent: message_stop\n'
+        b'data: {"type":"message_stop"}\n\n')
+
+
+def test_sse_passes_frames_and_ends_with_the_dialects_done():
+    seen = []
+    events = collect(sse_events(batches_of([{"a": 1}, {"b": 2}]), 10, OPENAI,
+                                observe=seen.append))
+    assert events[-1] == DONE and seen == events[:-1]
     assert json.loads(events[0][len(b"data: "):]) == {"a": 1}
+    quiet = Envelope(OPENAI.error_body, OPENAI.error_event, ping=b"event: ping\n\n", done=b"")
+    named = collect(sse_events(batches_of([{"type": "x"}], named=True), 10, quiet))
+    assert named == [b'event: x\ndata: {"type":"x"}\n\n']
 
 
 def test_sse_pings_when_quiet():
-    events = collect(sse_events(batches_of([{"a": 1}], delay=0.25), ping_seconds=0.05))
+    events = collect(sse_events(batches_of([{"a": 1}], delay=0.25), 0.05, OPENAI))
     assert PING in events and events[-1] == DONE
 
 
 def test_sse_error_mid_stream_is_one_error_event():
     async def failing():
-        yield [{"a": 1}]
+        yield sse_frames([{"a": 1}], False)
         raise InvalidRequestError("too long", param="messages")
-    events = collect(sse_events(failing(), ping_seconds=10))
+    events = collect(sse_events(failing(), 10, OPENAI))
     error = json.loads(events[1][len(b"data: "):])["error"]
     assert error["message"] == "too long" and error["param"] == "messages"
     assert events[-1] == DONE

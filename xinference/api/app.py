@@ -14,6 +14,7 @@ from .routes_admin import router as admin_router
 from .routes_cache import router as cache_router
 from .routes_openai import router as openai_router
 from .routes_registrations import router as registrations_router
+from .routes_responses import router as responses_router
 
 
 def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
@@ -26,6 +27,7 @@ def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
     app.include_router(registrations_router)
     app.include_router(cache_router)
     app.include_router(admin_router)
+    app.include_router(responses_router)
     if not settings.disable_metrics:
         app.state.metrics = GatewayMetrics()
         app.include_router(metrics_router)

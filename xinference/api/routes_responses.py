@@ -10,7 +10,7 @@ for the final response, stored with its conversation unless ``store`` is false.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse

@@ -5,11 +5,11 @@ through it costs 0.25 ms when the call is instant and 0.7-1 ms when the model
 computes for 20 ms, against 0.03 and 0.1-0.25 ms for a bare framed socket on
 the same machine. So each model process also listens on one TCP port of its
 pool's host (and on a unix socket, for a gateway on the same host), and the
-gateway sends its ``*_json`` calls there.
+gateway sends its unary calls there (the model actor's ``serve``).
 
 Wire format, one request at a time per connection: a frame is a 4-byte
 big-endian length and a payload. The request payload is the pickled
-``(method, request)``; the answer's is one status byte (0: the JSON bytes the
+``(method, call)``; the answer's is one status byte (0: the JSON bytes the
 method returned follow; 1: the pickled exception it raised follows). Closing
 the connection while a call runs cancels the call in the model process, as
 cancelling an xoscar call does. Like xoscar's own ports, these accept pickles

@@ -1,4 +1,5 @@
-"""The OpenAI layer shared by engines whose backend streams text per choice: vLLM, SGLang, MLX.
+"""Request preparation shared by engines whose backend streams text per choice:
+transformers, vLLM, SGLang and MLX.
 
 A subclass loads its backend (and calls :meth:`DeltaEngine._setup_text` with the
 model's Hugging Face tokenizer), then implements :meth:`DeltaEngine._streams`: for a
@@ -6,9 +7,10 @@ validated :class:`Job` it returns async iterators of :class:`Delta` (new text,
 its token logprobs and, once per choice, the finish reason). Stop strings are the
 backend's job (``job.params.stop``), as is the token budget (``job.budgets``).
 
-This class renders chat prompts, parses reasoning and tool calls and builds the
-OpenAI responses and chunks with the engine-independent pieces of
-:mod:`xinference.model.llm`, so every engine answers alike. Backend streams run
+This class renders chat prompts, counts their tokens, and parses reasoning and
+tool calls out of the text with the engine-independent pieces of
+:mod:`xinference.model.llm`, yielding typed deltas (:mod:`..llm.deltas`) that the
+serving layer shapes for each API dialect, so every engine answers alike. Backend streams run
 in tasks that feed one queue; closing a response stream or :meth:`abort`
 cancels those tasks and calls :meth:`DeltaEngine._stop`, which tells the backend
 to drop the request.

@@ -18,10 +18,8 @@ from typing import Any, Iterable, Mapping, Optional
 from ...errors import InvalidRequestError
 from .tool_calls import HERMES_CLOSE, HERMES_OPEN
 
-# Between JSON tokens: a few blanks, or a line break and an indent. Models write
-# JSON pretty-printed; forbidding that whitespace pushes them off their path
-# (SmolLM2 fills a key with emoji after a forced `{"`). Bounded, so a model
-# cannot pad with whitespace forever.
+# Whitespace between JSON tokens: models write JSON indented, and forcing compact
+# JSON pushes them off their path. Bounded so that no model pads forever.
 JSON_WHITESPACE = r"[ \t]{0,4}|(\r?\n){1,2}[ \t]{0,40}"
 _JSON_OPTIONS = {"whitespace_pattern": JSON_WHITESPACE, "lenient": True}
 

@@ -14,7 +14,6 @@ into a JSON schema that engines enforce, so that a call is always made.
 :class:`ToolCallParser` is fed text as it streams and returns events:
 ``("content", text)`` or ``("tool_call", ToolCall)``. A block that does not parse
 as a call to a known tool is given back as content, never dropped.
-:func:`tool_call_delta_chunks` produces the deltas OpenAI streams for one call.
 """
 
 from __future__ import annotations
@@ -245,17 +244,3 @@ def parse_tool_calls(text: str, fmt: str = "auto",
     if calls:
         content = content.strip()
     return (content or None), calls
-
-
-def tool_call_delta_chunks(index: int, call: ToolCall, piece: int = 16) -> List[Dict[str, Any]]:
-    """The ``delta.tool_calls`` entries OpenAI streams for one call, one per chunk.
-
-    First ``{index, id, type, function: {name, arguments: ""}}``, then the
-    arguments string in pieces of about ``piece`` characters.
-    """
-    out = [{"index": index, "id": call.id, "type": "function",
-            "function": {"name": call.name, "arguments": ""}}]
-    args = call.arguments
-    for start in range(0, len(args), max(1, piece)):
-        out.append({"index": index, "function": {"arguments": args[start:start + piece]}})
-    return out
