@@ -1,4 +1,11 @@
-"""Fixtures shared by the whole suite: paths of the packaged offline models."""
+"""What the whole suite shares: the tier markers, the async test runner, the offline models.
+
+Each test gets one tier marker from where it lives (docs/testing.md explains the tiers):
+``api`` under tests/api, ``e2e`` under tests/e2e and for the multi-process cluster tests,
+``engine`` for the files in :data:`ENGINE_FILES` (a real engine on real weights, in this
+process), ``unit`` for everything else. A test marked with a tier by hand keeps it.
+``async def`` tests run on asyncio (anyio's pytest plugin, ``anyio_mode = auto``).
+"""
 
 import os
 
@@ -9,6 +16,38 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import pytest  # noqa: E402
 
 from xinference.model.files import offline_package_path  # noqa: E402
+
+TIERS = ("unit", "api", "engine", "e2e")
+ENGINE_FILES = {
+    "engines/test_json_mode.py", "engines/test_llama_cpp.py", "engines/test_mlx_engine.py",
+    "engines/test_st_embedding.py", "engines/test_st_rerank.py",
+    "engines/test_transformers_llm.py", "serving/test_llama_cpp_tokens.py",
+}
+E2E_FILES = {"cluster/test_cluster_processes.py"}
+_TESTS = os.path.dirname(os.path.abspath(__file__))
+
+
+def tier_of(path: str) -> str:
+    """The tier of the test file at ``path`` (see the module's docstring)."""
+    where = os.path.relpath(path, _TESTS).replace(os.sep, "/")
+    top = where.split("/", 1)[0]
+    if top == "api":
+        return "api"
+    if top == "e2e" or where in E2E_FILES:
+        return "e2e"
+    return "engine" if where in ENGINE_FILES else "unit"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in TIERS):
+            item.add_marker(tier_of(str(item.path)))
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """``async def`` tests run on asyncio only."""
+    return "asyncio"
 
 
 @pytest.fixture(scope="session")

@@ -1,19 +1,23 @@
 """The one registry of model types: each type is a plug-in found here.
 
-A type is four things, each named as ``"module:attribute"`` and imported only by
+A type is five things, each named as ``"module:attribute"`` and imported only by
 the layer that needs it (this module imports nothing of the package but the
 standard-library :mod:`xinference.model.operations`):
 
 - ``family_check``: validates the type's own fields of a family definition
-  (``model/``; called when a custom model is registered or a family file read);
+  (``model/``; run on every custom family, registered or read back from disk);
 - ``engine_interface``: the abstract engine class its engines implement (``model/``);
 - ``serving``: a module with ``answer(engine, call)`` and ``stream(engine, call)``,
   run in the replica's process to turn the engine's results into wire answers;
 - ``routes``: the FastAPI router of its REST paths (``api/``);
 - ``client_handle``: the SDK class ``Client.get_model`` returns (``client/``).
 
-Adding a type means a folder of its own plus one entry here, its routes module, its
-client handle and its engines' lines in the engine registry (see docs/architecture.md).
+``folder`` names the type's folder of built-in families (``model/families/<folder>/``)
+and of persisted registrations; ``operations`` is every operation its engines may serve.
+
+Adding a type means a folder of its own plus four files outside it: one entry here,
+its routes module in ``api/``, its handle in ``client/handles.py`` and its engines'
+lines in ``model/engines/registry.py`` (see docs/architecture.md, "Adding a model type").
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ class ModelType:
     serving: str
     routes: str
     client_handle: str
-    family_check: Optional[str] = None
+    family_check: str
 
     def load(self, part: str) -> Any:
         """Import the part named by attribute ``part`` (e.g. ``"routes"``)."""
@@ -70,13 +74,15 @@ MODEL_TYPES: Tuple[ModelType, ...] = (
               "xinference.model.engines.base:RerankEngine",
               "xinference.model.encoder_serving",
               "xinference.api.routes_openai:router",
-              "xinference.client.handles:RerankModelHandle"),
+              "xinference.client.handles:RerankModelHandle",
+              "xinference.model.family_checks:check_rerank"),
 )
 
 _BY_NAME: Dict[str, ModelType] = {t.name.lower(): t for t in MODEL_TYPES}
 
 
 def type_names() -> Tuple[str, ...]:
+    """The canonical names of the registered types (``LLM``, ``embedding``, ...)."""
     return tuple(t.name for t in MODEL_TYPES)
 
 

@@ -61,8 +61,3 @@ def test_json_object_answer_parses_and_stops(engine, prompt):
     assert all(key.isascii() and key.strip() for key in data), content
     assert choice["finish_reason"] == "stop", content
 
-
-@pytest.mark.slow
-def test_json_object_answer_is_the_same_twice(engine):
-    first = json_chat(engine, PROMPTS[1])["message"]["content"]
-    assert json_chat(engine, PROMPTS[1])["message"]["content"] == first

@@ -135,6 +135,8 @@ def test_output_format_becomes_response_format():
      ["'web_search_20250305'"]),
     ({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": "tool"}},
      ["tool_choice"]),
+    ({"messages": [{"role": "user", "content": "x"}], "tools": [WEATHER],
+      "tool_choice": {"type": "tool", "name": "nope"}}, ["'nope'", "not in tools"]),
     ({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "maybe"}},
      ["thinking.type"]),
     ({"messages": [{"role": "user", "content": [

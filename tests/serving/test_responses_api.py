@@ -133,6 +133,11 @@ def test_function_call_round_trip():
         messages = s.requests[-1]["messages"]
         assert messages[1]["tool_calls"][0]["id"] == call.call_id
         assert messages[2] == {"role": "tool", "tool_call_id": call.call_id, "content": "pong"}
+        async with s.client.responses.stream(model=UID, input="ping", tools=[TOOL],
+                                             tool_choice="required") as stream:
+            streamed = await stream.get_final_response()
+        assert [i.type for i in streamed.output] == ["reasoning", "function_call"]
+        assert streamed.output[1].arguments == '{"input": "ping"}'
     run(test)
 
 

@@ -168,3 +168,12 @@ def test_closing_the_stream_closes_the_generation():
         return got
     asyncio.run(first_three())
     assert engine.closed
+
+
+def test_blank_only_answer_is_sent_as_text():
+    engine = ReplayEngine([ChoiceDelta(content="\n"), ChoiceDelta(finish_reason="stop"),
+                           Usage(3, 1)])
+    events = _events(engine, {"input": "x"})
+    _check_stream(events)
+    deltas = [e["delta"] for e in events if e["type"] == "response.output_text.delta"]
+    assert deltas == ["\n"] and events[-1]["response"]["output"][0]["content"][0]["text"] == "\n"

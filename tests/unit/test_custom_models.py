@@ -98,6 +98,10 @@ def test_built_ins_cannot_be_unregistered_or_shadowed(registry):
     (lambda f: f.update(context_length=-5), "context_length"),
     (lambda f: f.update(model_ability="chat"), "model_ability"),
     (lambda f: f.update(model_type="embedding"), "model_type"),
+    (lambda f: f.update(model_ability=["chat", "embed"]), "model_ability"),
+    (lambda f: f.update(stop="</s>"), "stop"),
+    (lambda f: f.update(tool_call_format="xml"), "tool_call_format"),
+    (lambda f: f.update(reasoning_start_tag="<think>"), "reasoning_end_tag"),
 ])
 def test_invalid_definitions_name_the_field(registry, mutate, field):
     family = _gguf_family()
@@ -134,6 +138,21 @@ def test_model_path_alias_and_spec_defaults():
     spec = family.model_specs[0]
     assert spec.model_uri == "file:///m/emb" and spec.quantizations == ["none"]
     assert family.dimensions == 384
+
+
+@pytest.mark.parametrize("model_type, changes, field", [
+    ("embedding", {"dimensions": 0}, "dimensions"),
+    ("embedding", {"max_tokens": "512"}, "max_tokens"),
+    ("embedding", {"model_ability": ["chat"]}, "model_ability"),
+    ("rerank", {"model_ability": ["embed"]}, "model_ability"),
+    ("rerank", {"max_tokens": True}, "max_tokens"),
+])
+def test_the_types_own_check_runs_on_registration(registry, model_type, changes, field):
+    family = dict({"model_name": "my-encoder", "model_specs": [
+        {"model_format": "pytorch", "model_uri": "/models/encoder"}]}, **changes)
+    with pytest.raises(InvalidRequestError) as exc:
+        register_custom_model(model_type, family, registry=registry)
+    assert exc.value.param == field and field in exc.value.message
 
 
 def test_bad_persisted_files_are_skipped(regs):

@@ -3,12 +3,17 @@
 A handle is bound to its client's runner: with :class:`~xinference.client.Client`
 its methods return results; with :class:`~xinference.client.AsyncClient` they
 return awaitables of the same results (streams become async iterators).
+
+Which class drives a model is the ``client_handle`` of its type in
+:mod:`xinference.model_types` (standard library only, so the client still imports
+nothing of the server); the class may refine the choice with :meth:`ModelHandle.for_description`.
 """
 
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Union
 
+from ..model_types import find_model_type
 from .calls import Call, drop_none
 from .errors import XinferenceClientError
 
@@ -24,6 +29,11 @@ class ModelHandle:
         self.model_uid = model_uid
         self.description = description or {}
         self._runner = runner
+
+    @classmethod
+    def for_description(cls, description: Dict[str, Any]) -> type:
+        """The handle class for a model of this type with this description."""
+        return cls
 
     def _run(self, call: Call) -> Any:
         return self._runner.run(call)
@@ -56,6 +66,12 @@ class GenerateModelHandle(ModelHandle):
 
 class ChatModelHandle(GenerateModelHandle):
     """A chat LLM (``/v1/chat/completions``); it can also :meth:`generate`."""
+
+    @classmethod
+    def for_description(cls, description: Dict[str, Any]) -> type:
+        """An LLM without the ``chat`` ability only generates."""
+        abilities = description.get("model_ability") or []
+        return cls if "chat" in abilities else GenerateModelHandle
 
     def chat(self, messages: Union[str, List[Dict[str, Any]]],
              tools: Optional[List[Dict[str, Any]]] = None,
@@ -109,7 +125,7 @@ class RerankModelHandle(ModelHandle):
 
 
 class ImageModelHandle(ModelHandle):
-    """An image model (``/v1/images/generations``)."""
+    """An image model (``/v1/images/generations``); the server has no image type yet."""
 
     def text_to_image(self, prompt: str, n: int = 1, size: str = "1024*1024",
                       response_format: str = "url", **kwargs: Any) -> Any:
@@ -120,7 +136,8 @@ class ImageModelHandle(ModelHandle):
 
 
 class AudioModelHandle(ModelHandle):
-    """An audio model (``/v1/audio/transcriptions`` and ``/v1/audio/speech``)."""
+    """An audio model (``/v1/audio/transcriptions`` and ``/v1/audio/speech``); the server
+    has no audio type yet."""
 
     def transcriptions(self, audio: bytes, language: Optional[str] = None,
                        prompt: Optional[str] = None, response_format: str = "json",
@@ -141,19 +158,13 @@ class AudioModelHandle(ModelHandle):
         return self._post("/v1/audio/speech", "synthesize speech", body, raw=True)
 
 
-_BY_TYPE = {"embedding": EmbeddingModelHandle, "rerank": RerankModelHandle,
-            "image": ImageModelHandle, "audio": AudioModelHandle}
-
-
 def handle_for(runner: Any, model_uid: str, description: Dict[str, Any]) -> ModelHandle:
-    """The handle class that fits a model's description (its type and abilities)."""
-    model_type = str(description.get("model_type") or "")
-    if model_type.lower() == "llm":
-        abilities = description.get("model_ability") or []
-        cls = ChatModelHandle if "chat" in abilities else GenerateModelHandle
-        return cls(model_uid, runner, description)
-    cls = _BY_TYPE.get(model_type.lower())
-    if cls is None:
+    """The handle that fits a model's description: its type's ``client_handle``,
+    refined by the description (e.g. its abilities)."""
+    model_type = find_model_type(description.get("model_type"))
+    if model_type is None:
         raise XinferenceClientError(
-            f"model {model_uid!r} has type {model_type!r}, which this client cannot drive")
+            f"model {model_uid!r} has type {description.get('model_type')!r}, "
+            "which this client cannot drive")
+    cls = model_type.load("client_handle").for_description(description)
     return cls(model_uid, runner, description)

@@ -15,8 +15,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import click
 
 from .._version import __version__
+from ..model_types import type_names
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+_TYPE_HELP = f"Model type: {', '.join(type_names())}."
 
 
 class _Group(click.Group):
@@ -176,8 +178,7 @@ _LAUNCH_HELP = ("Launch a model. Options not listed here are passed to the engin
              context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 @_server_options
 @click.option("-n", "--model-name", required=True, help="Model family name.")
-@click.option("-t", "--model-type", default="LLM", show_default=True,
-              help="LLM, embedding or rerank.")
+@click.option("-t", "--model-type", default="LLM", show_default=True, help=_TYPE_HELP)
 @click.option("-u", "--model-uid", default=None, help="Uid to give the model.")
 @click.option("-s", "--size-in-billions", default=None, help="Model size, e.g. 0_5 or 7.")
 @click.option("-f", "--model-format", default=None, help="e.g. ggufv2, pytorch.")
@@ -254,7 +255,7 @@ def _spec_formats(family: Dict[str, Any]) -> List[str]:
 
 @cli.command(help="List the models that can be launched.")
 @_server_options
-@click.option("-t", "--model-type", default="LLM", show_default=True)
+@click.option("-t", "--model-type", default="LLM", show_default=True, help=_TYPE_HELP)
 @click.option("--detailed", is_flag=True, help="Show abilities, formats and context length.")
 def registrations(endpoint, api_key, model_type, detailed) -> None:
     with _client(endpoint, api_key) as client:
@@ -271,7 +272,7 @@ def registrations(endpoint, api_key, model_type, detailed) -> None:
 
 @cli.command(help="Register a custom model from a JSON file.")
 @_server_options
-@click.option("-t", "--model-type", default="LLM", show_default=True)
+@click.option("-t", "--model-type", default="LLM", show_default=True, help=_TYPE_HELP)
 @click.option("-f", "--file", "file_path", required=True, help="JSON family definition.")
 @click.option("--persist", is_flag=True, help="Keep the registration across restarts.")
 @click.option("--worker-ip", default=None)
@@ -288,7 +289,7 @@ def register(endpoint, api_key, model_type, file_path, persist, worker_ip) -> No
 
 @cli.command(help="Remove a custom model's registration.")
 @_server_options
-@click.option("-t", "--model-type", default="LLM", show_default=True)
+@click.option("-t", "--model-type", default="LLM", show_default=True, help=_TYPE_HELP)
 @click.option("-n", "--model-name", required=True)
 def unregister(endpoint, api_key, model_type, model_name) -> None:
     with _client(endpoint, api_key) as client:
@@ -319,7 +320,7 @@ def _engine_rows(engines: Dict[str, Any], fmt, size, quant, engine_name) -> List
 @cli.command(help="Show which engines can run a model here, and why not when they cannot.")
 @_server_options
 @click.option("-n", "--model-name", required=True)
-@click.option("-t", "--model-type", default="LLM", show_default=True)
+@click.option("-t", "--model-type", default="LLM", show_default=True, help=_TYPE_HELP)
 @click.option("-f", "--model-format", default=None)
 @click.option("-s", "--size-in-billions", default=None)
 @click.option("-q", "--quantization", default=None)

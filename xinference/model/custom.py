@@ -25,22 +25,19 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from ..errors import DuplicateModelError, InvalidRequestError, ModelNotFoundError
+from ..model_types import MODEL_TYPES, find_model_type, load_target
+from .family_checks import bad_field as _bad
+from .family_checks import check_optional_str, check_str_list
 from .files import local_uri_path
 from .registry import ModelFamily, ModelRegistry, get_registry, normalize_model_type
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_STR_LISTS = ("model_lang", "model_ability", "stop")
-_POSITIVE_INTS = ("context_length", "dimensions", "max_tokens")
-_OPTIONAL_STRS = ("model_description", "model_family", "chat_template", "reasoning_start_tag",
-                  "reasoning_end_tag", "tool_call_format")
+_STR_LISTS = ("model_lang", "model_ability")
+_OPTIONAL_STRS = ("model_description", "model_family")
 _SPEC_STRS = ("model_id", "model_revision", "model_file_name_template", "offline_package",
               "model_hub", "model_uri", "model_path")
-
-
-def _bad(message: str, field: str) -> InvalidRequestError:
-    return InvalidRequestError(message, param=field)
 
 
 def _check_uri(uri: str, where: str) -> None:
@@ -80,20 +77,13 @@ def _check_spec(spec: Any, index: int) -> None:
                    "path) or `model_id` (a hub repository)", f"{where}.model_uri")
 
 
-def _check_fields(data: Mapping[str, Any]) -> None:
+def _check_fields(model_type: str, data: Mapping[str, Any]) -> None:
+    """The fields every type shares, then the type's own (its ``family_check``)."""
     for key in _STR_LISTS:
-        value = data.get(key)
-        if value is not None and (not isinstance(value, list)
-                                  or not all(isinstance(v, str) for v in value)):
-            raise _bad(f"`{key}` must be a list of strings", key)
-    for key in _POSITIVE_INTS:
-        value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise _bad(f"`{key}` must be a positive integer", key)
+        check_str_list(data, key)
     for key in _OPTIONAL_STRS:
-        if data.get(key) is not None and not isinstance(data[key], str):
-            raise _bad(f"`{key}` must be a string", key)
+        check_optional_str(data, key)
+    load_target(find_model_type(model_type).family_check)(data)
 
 
 def _as_object(model: Union[str, Mapping[str, Any]]) -> Dict[str, Any]:
@@ -114,7 +104,8 @@ def parse_custom_family(model_type: str, model: Union[str, Mapping[str, Any]]) -
     """Validate a family definition (JSON text or dict) for ``model_type``; returns it as a dict.
 
     Errors are :class:`InvalidRequestError` whose ``param`` names the bad field
-    (``model_name``, ``model_specs[0].model_format``, ...).
+    (``model_name``, ``model_specs[0].model_format``, ...). The type's own fields are
+    checked by its ``family_check`` in :mod:`xinference.model_types`.
     """
     model_type = normalize_model_type(model_type)
     data = _as_object(model)
@@ -135,7 +126,7 @@ def parse_custom_family(model_type: str, model: Union[str, Mapping[str, Any]]) -
         raise _bad("`model_specs` must be a non-empty list of specs", "model_specs")
     for index, spec in enumerate(specs):
         _check_spec(spec, index)
-    _check_fields(data)
+    _check_fields(model_type, data)
     return data
 
 
@@ -154,8 +145,9 @@ def family_from_definition(data: Mapping[str, Any]) -> ModelFamily:
 
 
 def registration_file(registrations_dir: Path, model_type: str, model_name: str) -> Path:
-    """``<registrations_dir>/<type>/<name>.json`` (type in lower case: llm, embedding, rerank)."""
-    return Path(registrations_dir) / normalize_model_type(model_type).lower() / f"{model_name}.json"
+    """``<registrations_dir>/<folder>/<name>.json``, the type's folder (llm, embedding, ...)."""
+    folder = find_model_type(normalize_model_type(model_type)).folder
+    return Path(registrations_dir) / folder / f"{model_name}.json"
 
 
 def _write_atomically(path: Path, data: Mapping[str, Any]) -> None:
@@ -229,9 +221,11 @@ def read_persisted(registrations_dir: Path) -> List[ModelFamily]:
     if not root.is_dir():
         return []
     families = []
+    type_of_folder = {t.folder: t.name for t in MODEL_TYPES}
     for path in sorted(root.glob("*/*.json")):
         try:
-            data = parse_custom_family(path.parent.name, path.read_text(encoding="utf-8"))
+            model_type = type_of_folder.get(path.parent.name, path.parent.name)
+            data = parse_custom_family(model_type, path.read_text(encoding="utf-8"))
             if data["model_name"] != path.stem:
                 raise _bad(f"the file is named {path.name} but holds {data['model_name']!r}",
                            "model_name")

@@ -14,22 +14,23 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from ..errors import InvalidRequestError, ModelNotFoundError
+from ..model_types import MODEL_TYPES as _REGISTERED_TYPES
+from ..model_types import find_model_type, type_names
 
 FAMILIES_DIR = Path(__file__).parent / "families"
-MODEL_TYPES = ("LLM", "embedding", "rerank")
-_TYPE_DIRS = {"LLM": "llm", "embedding": "embedding", "rerank": "rerank"}
+MODEL_TYPES = type_names()
+_TYPE_DIRS = {t.name: t.folder for t in _REGISTERED_TYPES}
 
 
 def normalize_model_type(model_type: Optional[str]) -> str:
     """Accept any capitalisation (``llm``, ``LLM``, ``Embedding``) and return the canonical name."""
-    raw = (model_type or "LLM").strip()
-    for known in MODEL_TYPES:
-        if raw.lower() == known.lower():
-            return known
-    raise InvalidRequestError(
-        f"Unknown model_type {model_type!r}; expected one of {', '.join(MODEL_TYPES)}",
-        param="model_type",
-    )
+    found = find_model_type(model_type or "LLM")
+    if found is None:
+        raise InvalidRequestError(
+            f"Unknown model_type {model_type!r}; expected one of {', '.join(MODEL_TYPES)}",
+            param="model_type",
+        )
+    return found.name
 
 
 @dataclass
@@ -197,7 +198,8 @@ class ModelRegistry:
 
         by_name = self._load()[family.model_type]
         if family.model_name in by_name and not overwrite:
-            raise DuplicateModelError(f"A {family.model_type} model named {family.model_name!r} already exists")
+            raise DuplicateModelError(
+                f"A {family.model_type} model named {family.model_name!r} already exists")
         by_name[family.model_name] = family
 
     def unregister(self, model_type: str, model_name: str) -> None:

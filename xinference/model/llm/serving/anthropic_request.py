@@ -195,13 +195,16 @@ def _tools(tools: Any) -> List[Dict[str, Any]]:
     return out
 
 
-def _tool_choice(choice: Any) -> Tuple[Any, bool]:
+def _tool_choice(choice: Any, tools: Optional[List[Dict[str, Any]]]) -> Tuple[Any, bool]:
     """The OpenAI ``tool_choice`` and whether parallel tool calls are allowed."""
     kind = choice.get("type") if isinstance(choice, Mapping) else None
     parallel = not (isinstance(choice, Mapping) and choice.get("disable_parallel_tool_use"))
     if kind in _CHOICES:
         return _CHOICES[kind], parallel
     if kind == "tool" and isinstance(choice.get("name"), str) and choice["name"]:
+        if choice["name"] not in [t["function"]["name"] for t in tools or ()]:
+            raise _bad(f"tool_choice names the tool {choice['name']!r}, which is not in tools",
+                       "tool_choice")
         return {"type": "function", "function": {"name": choice["name"]}}, parallel
     raise _bad("tool_choice must be {type: auto | any | none} or {type: tool, name}",
                "tool_choice")
@@ -242,7 +245,7 @@ def openai_chat_request(body: Mapping[str, Any]) -> Dict[str, Any]:
     if body.get("tools"):
         request["tools"] = _tools(body["tools"])
     if body.get("tool_choice") is not None:
-        request["tool_choice"], parallel = _tool_choice(body["tool_choice"])
+        request["tool_choice"], parallel = _tool_choice(body["tool_choice"], request.get("tools"))
         if not parallel:
             request["parallel_tool_calls"] = False
     if body.get("thinking") is not None:

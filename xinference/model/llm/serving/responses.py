@@ -189,8 +189,10 @@ class ResponseBuilder:
         if not opened and not (self.held + text).strip():
             self.held += text
             return
-        item = self._switch("message", "msg")
         text, self.held = self.held + text, ""
+        self._append_text(self._switch("message", "msg"), text)
+
+    def _append_text(self, item: _Item, text: str) -> None:
         item.pieces.append(text)
         self._emit("response.output_text.delta", item_id=item.id, output_index=item.index,
                    content_index=0, delta=text, logprobs=[])
@@ -240,8 +242,10 @@ class ResponseBuilder:
         cut = self.finish_reason == "length"
         has_answer = any(i.kind != "reasoning" for i in self.items)
         if not has_answer and (self.held or not cut):
-            self._switch("message", "msg").pieces.append(self.held)
-            self.held = ""
+            item = self._switch("message", "msg")
+            if self.held:
+                self._append_text(item, self.held)
+                self.held = ""
         self._close_all(cut)
         final = self._snapshot(status="incomplete" if cut else "completed",
                                completed_at=int(time.time()), usage=usage_dict(usage))
@@ -279,8 +283,9 @@ async def answer(engine: Any, call: InferenceCall) -> Dict[str, Any]:
     """The whole ``response`` object for ``call``."""
     gen, base = _start(engine, call)
     builder = ResponseBuilder(base, emitting=False)
-    async for _ in _run(gen, builder):
-        pass
+    async with contextlib.aclosing(_run(gen, builder)) as batches:
+        async for _ in batches:
+            pass
     return builder.response
 
 

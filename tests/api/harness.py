@@ -1,0 +1,237 @@
+"""The in-process API tier's cluster: fake models behind the real app, no process, no xoscar.
+
+:class:`LocalCluster` stands where the supervisor actor stands for the gateway
+(``get_replicas``, ``list_models``, ``launch_model`` ...). Each replica is a
+:class:`LocalReplica`: the model actor's methods over a real
+:class:`~xinference.core.replica_service.ReplicaService` on the fake engine. Calls
+are pickled on their way in, as they are on their way to a model's process.
+:func:`make_app` puts both behind :func:`~xinference.api.app.create_app`, and
+:class:`Api` holds the HTTP and SDK clients that talk to it over an ASGI transport.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Dict, List, Optional
+
+import httpx
+import openai
+from fastapi import FastAPI
+
+from xinference.api.app import create_app
+from xinference.api.router import ReplicaRouter
+from xinference.core import replica_names
+from xinference.core.replica_service import ReplicaService
+from xinference.errors import DuplicateModelError, ModelNotFoundError
+from xinference.model.engines.base import EngineConfig
+from xinference.model.engines.fake import FakeEngine
+from xinference.model.operations import InferenceCall
+from xinference.settings import Settings
+
+ADDRESS = "in-process:0"
+BASE_URL = "http://testserver"
+
+
+class LocalStream:
+    """What ``serve_stream`` returns: the replica's SSE batches, stopped by ``destroy``."""
+
+    def __init__(self, frames: AsyncIterator[bytes], fail_after: Optional[int]):
+        self._frames = frames
+        self._fail_after = fail_after
+        self.sent = 0
+        self.destroyed = False
+
+    def __aiter__(self) -> "LocalStream":
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._fail_after is not None and self.sent >= self._fail_after:
+            raise ConnectionResetError("the model's process went away")
+        batch = await self._frames.__anext__()
+        self.sent += 1
+        return batch
+
+    async def destroy(self) -> None:
+        self.destroyed = True
+        await self._frames.aclose()
+
+
+class LocalReplica:
+    """One replica's model-actor methods, served in this process by a ReplicaService.
+
+    ``status`` and ``error`` are what the supervisor lists for it; ``dead`` makes every
+    call fail as a killed process does; ``fail_streams_after``: each stream breaks after
+    that many batches with the connection error a dead process gives.
+    """
+
+    def __init__(self, engine: FakeEngine):
+        self.engine = engine
+        self.service = ReplicaService(engine)
+        self.calls: List[InferenceCall] = []
+        self.streams: List[LocalStream] = []
+        self.status = "READY"
+        self.error: Optional[str] = None
+        self.dead = False
+        self.fail_streams_after: Optional[int] = None
+
+    def _arrive(self, call: InferenceCall) -> InferenceCall:
+        if self.dead:
+            raise ConnectionRefusedError("[Errno 111] Connect call failed")
+        call = pickle.loads(pickle.dumps(call))
+        self.calls.append(call)
+        return call
+
+    async def data_plane_address(self) -> None:
+        return None
+
+    async def serve(self, call: InferenceCall) -> bytes:
+        return await self.service.answer(self._arrive(call))
+
+    async def serve_stream(self, call: InferenceCall) -> LocalStream:
+        stream = LocalStream(self.service.stream(self._arrive(call)), self.fail_streams_after)
+        self.streams.append(stream)
+        return stream
+
+    async def abort(self, request_id: str) -> bool:
+        return await self.service.abort(request_id)
+
+
+@dataclass
+class LocalModel:
+    """A launched model: its uid, type, name and replicas."""
+
+    uid: str
+    model_type: str
+    model_name: str
+    replicas: List[LocalReplica]
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def replica_dicts(self) -> List[Dict[str, Any]]:
+        return [{"replica_uid": replica_names.replica_uid(self.uid, index), "replica_id": index,
+                 "address": ADDRESS, "status": replica.status, "error": replica.error}
+                for index, replica in enumerate(self.replicas)]
+
+    @property
+    def status(self) -> str:
+        states = [replica.status for replica in self.replicas]
+        return "READY" if "READY" in states else states[0]
+
+    def describe(self) -> Dict[str, Any]:
+        return {"model_uid": self.uid, "model_type": self.model_type,
+                "model_name": self.model_name, "model_engine": "fake",
+                "replica": len(self.replicas), "status": self.status,
+                "replicas": self.replica_dicts(), "created": self.created}
+
+
+class LocalCluster:
+    """The supervisor as the gateway sees it, holding fake models launched in-process."""
+
+    address = ADDRESS
+
+    def __init__(self):
+        self.models: Dict[str, LocalModel] = {}
+
+    def launch(self, uid: str, model_type: str = "LLM", replicas: int = 1,
+               model_name: str = "fake", **options: Any) -> LocalModel:
+        """Start ``replicas`` fake engines as model ``uid`` (options go to the engine)."""
+        if uid in self.models:
+            raise DuplicateModelError(f"Model {uid!r} is already running", param="model_uid")
+        engines = []
+        for index in range(replicas):
+            engine = FakeEngine(EngineConfig(
+                model_uid=uid, model_type=model_type, model_name=model_name, engine="fake",
+                model_format="fake", model_path="", options=dict(options),
+                replica_id=str(index)))
+            engine.load()
+            engines.append(LocalReplica(engine))
+        model = self.models[uid] = LocalModel(uid, model_type, model_name, engines)
+        return model
+
+    def model(self, uid: str) -> LocalModel:
+        if uid not in self.models:
+            raise ModelNotFoundError(f"No running model with uid {uid!r}", param="model")
+        return self.models[uid]
+
+    async def make_ref(self, address: str, replica_uid: str) -> LocalReplica:
+        """The gateway's ref maker: the replica named ``replica_uid``."""
+        model_uid, index = replica_names.split_replica_uid(replica_uid)
+        return self.model(model_uid).replicas[index]
+
+    async def get_replicas(self, model_uid: str) -> Dict[str, Any]:
+        model = self.model(model_uid)
+        return {"model_type": model.model_type, "status": model.status,
+                "replicas": model.replica_dicts()}
+
+    async def launch_model(self, body: Dict[str, Any], wait_ready: bool = True) -> Dict[str, Any]:
+        known = ("model_name", "model_type", "model_uid", "model_engine", "replica")
+        options = {k: v for k, v in body.items() if k not in known}
+        uid = body.get("model_uid") or body["model_name"]
+        self.launch(uid, body.get("model_type", "LLM"), body.get("replica", 1),
+                    body["model_name"], **options)
+        return {"model_uid": uid, "model_engine": "fake"}
+
+    async def list_models(self) -> List[Dict[str, Any]]:
+        out = []
+        for uid in sorted(self.models):
+            entry = self.models[uid].describe()
+            entry.pop("replicas")
+            out.append({"id": uid, "object": "model", "owned_by": "xinference", **entry})
+        return out
+
+    async def describe_model(self, model_uid: str) -> Dict[str, Any]:
+        return self.model(model_uid).describe()
+
+    async def terminate_model(self, model_uid: str) -> None:
+        model = self.models.pop(self.model(model_uid).uid)
+        for replica in model.replicas:
+            replica.engine.close()
+
+    async def list_workers(self) -> List[Dict[str, Any]]:
+        return [{"address": ADDRESS, "status": "ALIVE"}]
+
+
+def make_app(cluster: LocalCluster, **settings: Any) -> FastAPI:
+    """The real app, its gateway routed to ``cluster`` (``settings``: Settings fields)."""
+    app = create_app(cluster.address, Settings(**settings))
+    gateway = app.state.gateway
+    gateway._supervisor = cluster
+    gateway.router = ReplicaRouter(gateway._fetch_replicas, cluster.make_ref)
+    return app
+
+
+@dataclass
+class Api:
+    """An app over a LocalCluster, with an httpx client and an ``openai`` client on it."""
+
+    cluster: LocalCluster
+    app: FastAPI
+    http: httpx.AsyncClient
+    openai: openai.AsyncOpenAI
+
+    @classmethod
+    def open(cls, cluster: LocalCluster, **settings: Any) -> "Api":
+        app = make_app(cluster, **settings)
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL)
+        client = openai.AsyncOpenAI(base_url=f"{BASE_URL}/v1", api_key="none", max_retries=0,
+                                    http_client=http)
+        return cls(cluster, app, http, client)
+
+    def anthropic(self, prefix: str = ""):
+        """An ``anthropic`` SDK client on the same app (``prefix``: e.g. ``/anthropic``)."""
+        import anthropic
+
+        return anthropic.AsyncAnthropic(base_url=BASE_URL + prefix, api_key="x", max_retries=0,
+                                        http_client=self.http)
+
+    async def __aenter__(self) -> "Api":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.http.aclose()
+
+
+def sse_data(body: str) -> List[str]:
+    """The ``data:`` payloads of an SSE body, in order (pings and event names left out)."""
+    return [line[len("data: "):] for line in body.splitlines() if line.startswith("data: ")]
