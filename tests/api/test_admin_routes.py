@@ -1,6 +1,8 @@
 """The management routes over the LocalCluster: list, describe, launch, replicas,
 terminate, and the OpenAI model list the SDK reads."""
 
+import asyncio
+
 
 async def test_status_and_model_list(api):
     status = await api.http.get("/status")
@@ -43,12 +45,11 @@ async def test_launch_twice_is_400_and_bad_launch_body_is_400(api):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "replica"
 
 
-async def test_requests_spread_over_replicas(api):
-    model = api.cluster.launch("wide", replicas=3)
-    for _ in range(6):
-        await api.http.post("/v1/embeddings", json={"model": "embed", "input": "x"})
-        await api.openai.completions.create(model="wide", prompt="x")
-    assert all(replica.calls for replica in model.replicas)
+async def test_concurrent_requests_spread_over_replicas(api):
+    model = api.cluster.launch("wide", replicas=3, delay_per_token=0.01)
+    await asyncio.gather(*(api.openai.completions.create(model="wide", prompt="a b c")
+                           for _ in range(6)))
+    assert [len(replica.calls) for replica in model.replicas] == [2, 2, 2]
 
 
 async def test_metrics_count_requests(api):

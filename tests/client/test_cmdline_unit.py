@@ -1,13 +1,13 @@
 """The ``xinference`` CLI: option parsing, output, errors, and how little it imports."""
 
 import json
-import socket
 import subprocess
 import sys
 
 import httpx
 import pytest
 from click.testing import CliRunner
+from helpers import free_port, imported_by
 
 from xinference.client import Client
 from xinference.deploy import cmdline
@@ -59,24 +59,13 @@ def run(args, **kwargs):
     return CliRunner().invoke(cli, args, **kwargs)
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_importing_the_cli_pulls_in_no_server_engine_or_http_code():
-    code = ("import sys, json, xinference.deploy.cmdline; "
-            "heavy = ('torch', 'xoscar', 'fastapi', 'transformers', 'xllamacpp', "
-            "'sentence_transformers', 'uvicorn', 'pydantic', 'numpy', 'httpx', "
-            "'xinference.core', 'xinference.api'); "
-            "model = [m for m in sys.modules if m.startswith('xinference.model.')]; "
-            "print(json.dumps([m for m in heavy if m in sys.modules] "
-            "+ [m for m in model if m != 'xinference.model.operations']))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout) == []
+    heavy = ("torch", "xoscar", "fastapi", "transformers", "xllamacpp", "sentence_transformers",
+             "uvicorn", "pydantic", "numpy", "httpx", "xinference.core", "xinference.api")
+    loaded = imported_by("import xinference.deploy.cmdline")
+    assert [m for m in heavy if m in loaded] == []
+    assert [m for m in loaded if m.startswith("xinference.model.")
+            and m != "xinference.model.operations"] == []
 
 
 def test_parse_extra_options_converts_values():
@@ -262,7 +251,7 @@ def test_server_errors_print_one_line_and_exit_1(fake):
 
 
 def test_server_down_is_one_error_line_in_a_real_process():
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     out = subprocess.run([sys.executable, "-m", "xinference.deploy.cmdline", "list",
                           "-e", endpoint], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
@@ -273,7 +262,7 @@ def test_server_down_is_one_error_line_in_a_real_process():
 
 
 def test_server_down_through_the_environment_variable():
-    endpoint = f"http://127.0.0.1:{closed_port()}"
+    endpoint = f"http://127.0.0.1:{free_port()}"
     result = run(["registrations", "-t", "LLM"], env={"XINFERENCE_ENDPOINT": endpoint})
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: Failed to list LLM registrations: cannot reach")

@@ -1,43 +1,21 @@
-"""Helpers for the multi-process cluster tests: start/stop real processes, a chat load, polling."""
+"""Helpers for the multi-process cluster tests: start/stop real processes, a chat load."""
 
 import glob
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import httpx
 import psutil
+from helpers import free_port
 
 MODEL_NAME = "smollm2-135m-instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.2):
-    """Poll ``predicate`` until it returns a truthy value (returned) or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-            last = value
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
 
 
 @dataclass

@@ -19,7 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from cluster_procs import MODEL_NAME, ChatLoad, Cluster, wait_until
+from cluster_procs import MODEL_NAME, ChatLoad, Cluster
+from helpers import wait_until
 
 HEARTBEAT = 0.5
 LOST_TIMEOUT = 3.0

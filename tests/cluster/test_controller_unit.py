@@ -3,6 +3,7 @@
 import asyncio
 
 import pytest
+from helpers import Clock
 
 from xinference.core.cluster_state import ClusterState
 from xinference.core.controller import ClusterController, estimate_memory
@@ -13,17 +14,6 @@ from xinference.errors import ModelLaunchError, ModelNotFoundError, ResourceExha
 from xinference.model.registry import get_registry
 
 MODEL = "smollm2-135m-instruct"
-
-
-class Clock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 class FakeWorker:

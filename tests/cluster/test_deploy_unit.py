@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from cluster_procs import free_port
+from helpers import free_port
 from xinference.core.supervisor import monitor_period
 from xinference.deploy.supervisor import actor_host, pool_address
 from xinference.deploy.worker import SupervisorUnreachable, check_supervisor

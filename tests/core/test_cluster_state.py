@@ -3,6 +3,7 @@
 import itertools
 
 import pytest
+from helpers import Clock
 
 from xinference import settings as settings_module
 from xinference.core.cluster_state import (
@@ -25,17 +26,6 @@ from xinference.core.resources import GIB, GpuInfo, WorkerResources
 from xinference.errors import DuplicateModelError, ResourceExhaustedError
 
 S = ReplicaState
-
-
-class Clock:
-    def __init__(self, now=1000.0):
-        self.now = now
-
-    def __call__(self):
-        return self.now
-
-    def advance(self, seconds):
-        self.now += seconds
 
 
 def res(address, gpus=0, gpu_free=24 * GIB, mem_free=48 * GIB):

@@ -8,22 +8,15 @@ at the end of the session, killed if it does not stop within 30 s.
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from helpers import free_port, wait_until
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -36,22 +29,6 @@ class LocalServer:
     def log(self) -> str:
         with open(self.log_path, errors="replace") as fh:
             return fh.read()
-
-
-def wait_until(predicate, timeout: float, what: str, server=None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
-            last = exc
-        if server is not None and server.process.poll() is not None:
-            raise AssertionError(f"server exited early:\n{server.log()}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what} ({last})"
-                         + (f"\n{server.log()}" if server else ""))
 
 
 def model_ready(base_url: str, uid: str) -> bool:
@@ -100,3 +77,10 @@ def local_server(tmp_path_factory):
         wait_until(lambda: model_ready(server.base_url, DEFAULT_MODEL), 120,
                    "the default model", server)
         yield server
+
+
+@pytest.fixture(scope="module")
+def api(local_server):
+    """An httpx client on the shared server's REST API."""
+    with httpx.Client(base_url=local_server.base_url, timeout=300) as client:
+        yield client

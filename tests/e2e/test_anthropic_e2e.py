@@ -19,7 +19,8 @@ def client(local_server):
 
 def test_message_reads_as_english_with_usage(client):
     message = client.messages.create(model=DEFAULT_MODEL, max_tokens=24, messages=QUESTION,
-                                     temperature=0, system="You are a helpful assistant.")
+                                     extra_body={"temperature": 0},
+                                     system="You are a helpful assistant.")
     assert message.role == "assistant" and message.model == DEFAULT_MODEL
     [block] = message.content
     assert block.type == "text" and len(block.text.split()) >= 3
@@ -30,7 +31,7 @@ def test_message_reads_as_english_with_usage(client):
 
 def test_stream_gives_the_same_blocks(client):
     with client.messages.stream(model=DEFAULT_MODEL, max_tokens=16, messages=QUESTION,
-                                temperature=0) as stream:
+                                extra_body={"temperature": 0}) as stream:
         pieces = list(stream.text_stream)
         final = stream.get_final_message()
     assert len(pieces) > 3 and "".join(pieces) == final.content[0].text
@@ -38,7 +39,8 @@ def test_stream_gives_the_same_blocks(client):
 
 
 def test_stop_sequence_cuts_the_text(client):
-    message = client.messages.create(model=DEFAULT_MODEL, max_tokens=48, temperature=0,
+    message = client.messages.create(model=DEFAULT_MODEL, max_tokens=48,
+                                     extra_body={"temperature": 0},
                                      messages=QUESTION, stop_sequences=["whale", "Whale"])
     assert "whale" not in message.content[0].text.lower()
     assert message.stop_reason == "end_turn"

@@ -7,7 +7,9 @@ import sys
 import httpx
 import pytest
 
-from .conftest import DEFAULT_MODEL, model_ready, wait_until
+from helpers import wait_until
+
+from .conftest import DEFAULT_MODEL, model_ready
 
 
 def xinference(*args, endpoint=None, stdin=None, timeout=180):

@@ -12,7 +12,9 @@ from xinference.client import (
     XinferenceClientError,
 )
 
-from .conftest import DEFAULT_MODEL, model_ready, wait_until
+from helpers import wait_until
+
+from .conftest import DEFAULT_MODEL, model_ready
 
 @pytest.fixture(scope="module")
 def client(local_server):

@@ -29,12 +29,6 @@ def _family(gguf: str, name: str = NAME) -> dict:
     }
 
 
-@pytest.fixture(scope="module")
-def api(local_server):
-    with httpx.Client(base_url=local_server.base_url, timeout=300) as client:
-        yield client
-
-
 def _names(api) -> dict:
     resp = api.get("/v1/model_registrations/LLM")
     assert resp.status_code == 200, resp.text

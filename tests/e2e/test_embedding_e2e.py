@@ -46,12 +46,6 @@ def _launch(api: httpx.Client, body: dict) -> str:
 
 
 @pytest.fixture(scope="module")
-def api(local_server):
-    with httpx.Client(base_url=local_server.base_url, timeout=120) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def embedding_uid(api):
     uid = _launch(api, {"model_name": "all-MiniLM-L6-v2", "model_type": "embedding",
                         "model_uid": EMB_UID, "n_threads": 1})
@@ -64,21 +58,6 @@ def direct_st(minilm_dir):
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(minilm_dir, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def tiny_reranker_dir(tmp_path_factory, minilm_dir):
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-cross-encoder")
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, num_labels=1,
-                        max_position_embeddings=512, initializer_range=0.5)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    BertTokenizerFast.from_pretrained(minilm_dir).save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")

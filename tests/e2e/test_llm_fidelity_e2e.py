@@ -19,7 +19,9 @@ import httpx
 import openai
 import pytest
 
-from .conftest import DEFAULT_MODEL, model_ready, wait_until
+from helpers import wait_until
+
+from .conftest import DEFAULT_MODEL, model_ready
 from .llm_helpers import (CITY_TOOL, NAMED, SEA_TOOL, TIME_TOOL, TOOL_TEMPLATE,
                           check_schema, cpu_seconds, gather, tm, weather_history)
 
@@ -37,12 +39,6 @@ def _launch(api, body):
     resp = api.post("/v1/models", params={"wait_ready": "false"}, json=body)
     assert resp.status_code == 200, resp.text
     return body["model_uid"]
-
-
-@pytest.fixture(scope="module")
-def api(local_server):
-    with httpx.Client(base_url=local_server.base_url, timeout=300) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import httpx
 import openai
 import pytest
 
-from .conftest import DEFAULT_MODEL, wait_until
+from helpers import wait_until
+
+from .conftest import DEFAULT_MODEL
 
 ENGLISH = {"the", "a", "is", "and", "of", "to", "in", "it", "you", "i", "are", "with", "for",
            "that", "this", "hello", "paris", "capital", "france"}
@@ -17,12 +19,6 @@ ENGLISH = {"the", "a", "is", "and", "of", "to", "in", "it", "you", "i", "are", "
 
 def _words(text: str):
     return {w.strip(".,!?;:'\"").lower() for w in text.split()}
-
-
-@pytest.fixture(scope="module")
-def api(local_server):
-    with httpx.Client(base_url=local_server.base_url, timeout=120) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

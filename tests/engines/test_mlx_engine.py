@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import collect, run
 
 pytest.importorskip("mlx_lm", reason="mlx-lm is an optional extra: "
                     "pip install 'xinference[mlx]' (mlx-lm[cpu] on Linux)")
@@ -26,14 +27,6 @@ _spec.loader.exec_module(tm)
 NO_THINKING = {"enable_thinking": False}
 WEATHER_SCHEMA = {"type": "object", "additionalProperties": False, "required": ["city", "sunny"],
                   "properties": {"city": {"enum": ["Paris", "Rome"]}, "sunny": {"type": "boolean"}}}
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def collect(stream):
-    return [chunk async for chunk in stream]
 
 
 def make_engine(path, **config) -> MLXEngine:

@@ -22,21 +22,6 @@ DOCS = [
 
 
 @pytest.fixture(scope="module")
-def tiny_reranker_dir(tmp_path_factory, minilm_dir):
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("tiny-reranker")
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, num_labels=1, max_position_embeddings=128,
-                        initializer_range=0.5)
-    BertForSequenceClassification(config).save_pretrained(folder)
-    BertTokenizerFast.from_pretrained(minilm_dir).save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
 def engine(tiny_reranker_dir):
     config = EngineConfig(model_uid="rr-uid", model_type="rerank", model_name="tiny-reranker",
                           engine="sentence_transformers", model_format="pytorch",

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 from typing import Any, Dict, List, Optional, Union
 
 import pytest
+from helpers import collect, run
 
 from xinference.errors import EngineUnavailableError, InvalidRequestError, RequestAbortedError
 from xinference.model.engines import registry
@@ -38,14 +39,6 @@ HI = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def tokenizer():
     return tm.build_tokenizer()
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-async def collect(stream):
-    return [chunk async for chunk in stream]
 
 
 def config(engine: str, fmt: str = "pytorch", **extra) -> EngineConfig:

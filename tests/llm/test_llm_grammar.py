@@ -64,7 +64,7 @@ def _accepts(tok, g, schema, text):
     '{"a":1,"b":[1,2]}',
     '{\n  "a": 1,\n  "b": [\n    1,\n    2\n  ]\n}',
     '{\n    "a": {\n        "b": "c"\n    }\n}',
-    '{\r\n\t"a": 1\r\n}',
+    '{\n\t"a": 1\n}',
 ])
 def test_json_object_takes_the_layouts_models_write(grammar, text):
     tok, g = grammar
@@ -72,9 +72,9 @@ def test_json_object_takes_the_layouts_models_write(grammar, text):
 
 
 @pytest.mark.parametrize("text", [
-    "{" + " " * 30 + '"a": 1}',
-    '{\n\n\n\n"a": 1}',
-    "{\n" + " " * 60 + '"a": 1}',
+    '{  "a": 1}',
+    '{\n\n\n"a": 1}',
+    "{\n" + " " * 21 + '"a": 1}',
     ' {"a": 1}',
     '{"a": 1}\n',
 ])
@@ -91,3 +91,15 @@ def test_a_line_break_may_follow_the_open_brace(grammar):
     texts = {tok.decode([i]) for i in allowed}
     assert "\n" in texts and '"' in texts and "}" in texts
     assert all(t.strip() in ("", '"', "}") or t.lstrip().startswith('"') for t in texts), texts
+
+
+def test_forced_tool_calls_keep_the_one_line_layout(grammar):
+    tok, g = grammar
+    schema = {"type": "object", "properties": {"name": {"const": "f"}}, "required": ["name"]}
+    calls = g.compile_calls(schema, "json")
+    for text in ('{"name": "f"}', '{\n  "name": "f"\n}'):
+        matcher = g.matcher(calls)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        assert (all(matcher.consume_token(t) for t in ids) and matcher.is_accepting()) == (
+            "\n" not in text)
+        assert _accepts(tok, g, schema, text)

@@ -94,7 +94,8 @@ def hello(**extra):
 
 def test_create_message_with_thinking_and_usage():
     async def test(s):
-        message = await s.client.messages.create(**hello(system="Be brief.", extra_body={"top_k": 5}))
+        message = await s.client.messages.create(**hello(system="Be brief.",
+                                                         extra_body={"top_k": 5}))
         assert [b.type for b in message.content] == ["thinking", "text"]
         assert message.content[0].thinking == "Thinking about the echo."
         assert message.content[1].text == "echo: Hello there"

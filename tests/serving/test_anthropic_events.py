@@ -163,16 +163,19 @@ def test_request_is_converted_and_validated_eagerly():
     assert engine.requests[-1]["max_tokens"] == 32
 
 
-def test_closing_the_stream_stops_the_generation():
+@pytest.mark.parametrize("pulled", [1, 2, 3])
+def test_closing_the_stream_stops_the_generation(pulled):
     engine = Engine(ChoiceDelta(content="a"), ChoiceDelta(content="b"), Usage())
+    gen = engine.start_chat({"messages": [{"role": "user", "content": "x"}]})
 
-    async def first_two():
-        stream = dialect.stream(engine, call(stream=True))
-        got = [await stream.__anext__(), await stream.__anext__()]
+    async def pull():
+        stream = dialect.message_events(gen, "m")
+        for _ in range(pulled):
+            await stream.__anext__()
         await stream.aclose()
-        return got
-    asyncio.run(first_two())
-    assert engine.closed
+    asyncio.run(pull())
+    assert gen.deltas.ag_frame is None  # closed, whether or not it had started
+    assert engine.closed == (pulled > 1)
 
 
 def test_engine_error_mid_stream_propagates():

@@ -42,7 +42,9 @@ from ..llm.chat_template import (choose_chat_template, compile_template, render_
 from ..llm.grammar import response_format_schema
 from ..llm.params import SamplingParams, sampling_params_from_request
 from ..llm.reasoning import prompt_opens_reasoning, reasoning_tags
+from ..llm.token_count import count_chat_tokens
 from ..llm.tool_calls import FORMATS, forced_call_schema, offered_tools, tool_names
+from ..operations import Operation
 from .base import LLMEngine
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -206,6 +208,7 @@ class DeltaEngine(LLMEngine):
     """Chat and completions over a backend that streams :class:`Delta` objects."""
 
     engine_name = ""
+    capabilities = LLMEngine.capabilities | {Operation.COUNT_TOKENS}
 
     def __init__(self, config):
         super().__init__(config)
@@ -277,7 +280,7 @@ class DeltaEngine(LLMEngine):
             return self.tokenizer.decode([token], skip_special_tokens=False)
 
     def _job(self, request: Dict[str, Any], kind: str, prompts: List[List[int]],
-             prepare: bool = True, **extra: Any) -> Job:
+             **extra: Any) -> Job:
         if not self._loaded():
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
         cap = get_settings().max_tokens
@@ -290,11 +293,10 @@ class DeltaEngine(LLMEngine):
         job = Job(str(request.get("request_id") or P.new_request_id()), prompts, params, budgets,
                   P.now(), schema=schema, include_usage=bool(options.get("include_usage")),
                   **extra)
-        if prepare:
-            self._prepare(job)
+        self._prepare(job)
         return job
 
-    def _chat_job(self, request: Dict[str, Any], prepare: bool = True) -> Job:
+    def _chat_job(self, request: Dict[str, Any]) -> Job:
         if not self._loaded():
             raise ModelUnavailableError("The model is not loaded (or was stopped)")
         if not self.chat_template:
@@ -311,7 +313,7 @@ class DeltaEngine(LLMEngine):
         if forced:
             fmt = self._forced_format(fmt)
         return self._job(
-            request, "chat", [self._encode(prompt, special=False)], prepare, reasoning=tags,
+            request, "chat", [self._encode(prompt, special=False)], reasoning=tags,
             in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
                           and not request.get("response_format") and not forced),
             tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,
@@ -396,7 +398,12 @@ class DeltaEngine(LLMEngine):
         return self._generation(self._completion_job(request), chat=False)
 
     def count_chat_tokens(self, request: Dict[str, Any]) -> int:
-        return len(self._chat_job(request, prepare=False).prompts[0])
+        """Prompt tokens of a chat request, rendered as :meth:`start_chat` renders it."""
+        if not self._loaded():
+            raise ModelUnavailableError("The model is not loaded (or was stopped)")
+        return count_chat_tokens(self.chat_template, lambda text: self._encode(text, False),
+                                 request, self.config.enable_thinking,
+                                 special_tokens(self.tokenizer))
 
     def _generation(self, job: Job, chat: bool) -> Generation:
         return Generation(job.request_id, job.created, job.n_choices, self._typed(job, chat),

@@ -27,6 +27,8 @@ from ..llm.assembler import ChatDeltaAssembler, parsed_delta
 from ..llm.deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
 from ..llm.protocol import TokenLogprob, new_request_id, now
 from ..llm.tool_calls import forced_call_schema, tool_names
+from ..operations import Operation
+from . import llama_cpp_tokens
 from .base import EngineConfig, LLMEngine
 from .llama_cpp_params import build_params
 
@@ -161,9 +163,12 @@ class LlamaCppEngine(LLMEngine):
     path (``n_gpu_layers``, ``sampling.temp``, ``chat_template``), coerced from strings.
     """
 
+    capabilities = LLMEngine.capabilities | {Operation.COUNT_TOKENS}
+
     def __init__(self, config: EngineConfig):
         super().__init__(config)
         self._server: Any = None
+        self._api_key: Optional[str] = None
         self._executor: Optional[ThreadPoolExecutor] = None
         self._facts: Dict[str, Any] = {}
         self._runs: Dict[str, List[_StreamRun]] = {}
@@ -174,6 +179,7 @@ class LlamaCppEngine(LLMEngine):
 
     def load(self) -> None:
         params = build_params(self.config)
+        self._api_key = params.api_keys[0]
         path = self.config.model_path
         if not os.path.isfile(path):
             raise ModelLaunchError(f"llama.cpp needs a GGUF file and {path!r} is not one")
@@ -203,6 +209,11 @@ class LlamaCppEngine(LLMEngine):
     def metrics(self) -> str:
         """llama.cpp's Prometheus metrics text (slots busy, tokens, speeds)."""
         return self._require().handle_metrics()
+
+    def count_chat_tokens(self, request: Dict[str, Any]) -> int:
+        """Prompt tokens of a chat request: llama.cpp renders and tokenizes it, no generation."""
+        payload = self._jobs(dict(request, n=1), "chat")[0].payload
+        return llama_cpp_tokens.count_chat_tokens(self._require(), payload, self._api_key)
 
     def start_chat(self, request: Dict[str, Any]) -> Generation:
         return self._generation(request, "chat")

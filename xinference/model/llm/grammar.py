@@ -18,10 +18,13 @@ from typing import Any, Iterable, Mapping, Optional
 from ...errors import InvalidRequestError
 from .tool_calls import HERMES_CLOSE, HERMES_OPEN
 
-# Whitespace between JSON tokens: models write JSON indented, and forcing compact
-# JSON pushes them off their path. Bounded so that no model pads forever.
-JSON_WHITESPACE = r"[ \t]{0,4}|(\r?\n){1,2}[ \t]{0,40}"
+# An answer's JSON may be laid out as the model likes (one line or indented, as
+# llama.cpp's JSON grammars allow); forcing one layout pushes a model off its path.
+# Tool calls keep the one-line layout chat templates write them in.
+JSON_WHITESPACE = r" ?|\n{1,2}[ \t]{0,20}"
 _JSON_OPTIONS = {"whitespace_pattern": JSON_WHITESPACE, "lenient": True}
+_CALL_OPTIONS = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": ",
+                 "lenient": True}
 
 
 def response_format_schema(response_format: Any) -> Optional[dict]:
@@ -68,12 +71,17 @@ class JsonGrammar:
                     self._hf, n_vocab=self.vocab_size, eos_token=self._eos or None)
             return self._tokenizer
 
-    def compile(self, schema: Mapping[str, Any], param: str = "response_format") -> str:
-        """A checked grammar for ``schema``; bad schemas give :class:`InvalidRequestError`."""
+    def compile(self, schema: Mapping[str, Any], param: str = "response_format",
+                options: Mapping[str, Any] = _JSON_OPTIONS) -> str:
+        """A checked grammar for ``schema``; bad schemas give :class:`InvalidRequestError`.
+
+        ``options`` are llguidance's JSON options; the default lets the model
+        put bounded whitespace (spaces, line breaks, indents) between tokens.
+        """
         from llguidance import LLMatcher
 
         return self._checked(lambda: LLMatcher.grammar_from_json_schema(
-            json.dumps(schema), defaults=_JSON_OPTIONS), param)
+            json.dumps(schema), defaults=dict(options)), param)
 
     def compile_calls(self, schema: Mapping[str, Any], fmt: str) -> str:
         """A grammar that makes the answer the tool calls ``schema`` describes.
@@ -84,11 +92,11 @@ class JsonGrammar:
         when the vocabulary has them); otherwise the answer is the plain JSON.
         """
         if fmt != "hermes":
-            return self.compile(schema, param="tools")
+            return self.compile(schema, param="tools", options=_CALL_OPTIONS)
         from llguidance import LLMatcher
 
         many = schema.get("type") == "array"
-        call = dict(schema["items"] if many else schema, **{"x-guidance": _JSON_OPTIONS})
+        call = dict(schema["items"] if many else schema, **{"x-guidance": _CALL_OPTIONS})
         start = 'start: call ("\\n" call)*' if many else "start: call"
         tags = f'{self._literal(HERMES_OPEN)} "\\n" obj "\\n" {self._literal(HERMES_CLOSE)}'
         lark = f"{start}\ncall: {tags}\nobj: %json {json.dumps(call)}\n"

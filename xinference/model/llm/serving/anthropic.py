@@ -23,7 +23,6 @@ saying which one matched, so a stop sequence ends the message as ``end_turn``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from typing import Any, AsyncIterator, Dict, List, Optional
 
@@ -139,19 +138,21 @@ class BlockStream:
 async def message_events(gen: Generation, model: str) -> AsyncIterator[Dict[str, Any]]:
     """The Anthropic stream events of a generation's first choice; closing this stops it."""
     blocks, usage, finish = BlockStream(), Usage(), None
-    yield {"type": "message_start", "message": message_shell(f"msg_{gen.request_id}", model)}
-    async with contextlib.aclosing(gen.deltas) as items:
-        async for item in items:
+    try:
+        yield {"type": "message_start", "message": message_shell(f"msg_{gen.request_id}", model)}
+        async for item in gen.deltas:
             if isinstance(item, Usage):
                 usage = item
             elif item.index == 0:
                 for event in blocks.feed(item):
                     yield event
                 finish = item.finish_reason or finish
+    finally:
+        await gen.aclose()
     for event in blocks.finish():
         yield event
-    yield {"type": "message_delta",
-           "delta": {"stop_reason": stop_reason(finish, bool(blocks.calls)), "stop_sequence": None},
+    reason = stop_reason(finish, bool(blocks.calls))
+    yield {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
            "usage": usage_dict(usage)}
     yield {"type": "message_stop"}
 
