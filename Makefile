@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 # Let Python keep compiled bytecode: without it, each model process re-compiles torch's imports.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup run test bench clean
+.PHONY: setup run lint test bench clean
 
 setup: $(VENV)/.installed
 
@@ -26,11 +26,17 @@ $(VENV)/.installed: pyproject.toml constraints-cpu.txt
 run: setup
 	$(VENV)/bin/xinference-local -H $(HOST) -p $(PORT)
 
-test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+# docs/testing.md: the lint and size limits, then the in-process API tier (seconds), then the rest.
+lint: setup
+	$(VENV)/bin/ruff check --no-cache .
+	$(PY) tools/check_sizes.py
+
+test: lint
+	$(PY) -m pytest -m api tests/api $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not api" $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -154,46 +154,49 @@ def _add(total: Dict[str, float], delta: Dict[str, float]) -> None:
         total[key] = total.get(key, 0.0) + value
 
 
-def run(bench: Bench) -> None:
-    bench.ensure_served("llama")
-    engine = bench.ensure_direct("llama").engine
-    body = request_body(bench.cases["llama"].uid)
-    total = bench.plan.overhead_requests
-    served: List[float] = []
-    direct: List[float] = []
-    cpu_served: Dict[str, float] = {}
-    cpu_direct: Dict[str, float] = {}
-    via_httpx: List[float] = []
-    via_rpc: List[float] = []
-    rested: List[float] = []
-    via_plane: List[float] = []
+def _measure(bench: Bench, engine: Any, body: Dict[str, Any], total: int):
+    """Blocks of each path in turn until ``total`` served requests: the samples (ms) by path,
+    and the CPU time of the served and the direct blocks."""
+    samples: Dict[str, List[float]] = {k: [] for k in ("served", "direct", "httpx", "rpc",
+                                                       "rested", "plane")}
+    cpu: Dict[str, Dict[str, float]] = {"served": {}, "direct": {}}
     lean = LeanClient(bench.base_url)
     ref = bench.loop.run(_replica_ref(bench.base_url, body["model"]))
     plane = bench.loop.run(_data_plane_client(ref))
     with httpx.Client(base_url=bench.base_url, timeout=60) as client:
         _served_block(lean, body, 10)
         bench.loop.run(_direct_block(engine, body, 10))
-        floor = _floor(lean, 50)
-        while len(served) < total:
-            count = min(BLOCK, total - len(served))
-            block, cpu = bench.metered(lambda: _served_block(lean, body, count))
-            served += block
-            _add(cpu_served, cpu)
-            block, cpu = bench.metered(lambda: bench.loop.run(_direct_block(engine, body, count)))
-            direct += block
-            _add(cpu_direct, cpu)
-            via_httpx += _httpx_block(client, body, count // 2)
-            via_rpc += bench.loop.run(_rpc_block(ref, body, count // 2))
-            via_plane += bench.loop.run(_data_plane_block(plane, body, count // 2))
-            rested += bench.loop.run(_direct_block(engine, body, count // 2, IDLE_SECONDS))
-        floor += _floor(lean, 50)
+        samples["floor"] = _floor(lean, 50)
+        while len(samples["served"]) < total:
+            count = min(BLOCK, total - len(samples["served"]))
+            block, used = bench.metered(lambda n=count: _served_block(lean, body, n))
+            samples["served"] += block
+            _add(cpu["served"], used)
+            block, used = bench.metered(
+                lambda n=count: bench.loop.run(_direct_block(engine, body, n)))
+            samples["direct"] += block
+            _add(cpu["direct"], used)
+            samples["httpx"] += _httpx_block(client, body, count // 2)
+            samples["rpc"] += bench.loop.run(_rpc_block(ref, body, count // 2))
+            samples["plane"] += bench.loop.run(_data_plane_block(plane, body, count // 2))
+            samples["rested"] += bench.loop.run(
+                _direct_block(engine, body, count // 2, IDLE_SECONDS))
+        samples["floor"] += _floor(lean, 50)
     lean.close()
     plane.close()
-    s, d, f = summarize(served), summarize(direct), summarize(floor)
-    hx, rpc, rest = summarize(via_httpx), summarize(via_rpc), summarize(rested)
-    lane = summarize(via_plane)
-    per_s = {k: v * 1000 / len(served) for k, v in cpu_served.items()}
-    per_d = {k: v * 1000 / len(direct) for k, v in cpu_direct.items()}
+    return samples, cpu
+
+
+def run(bench: Bench) -> None:
+    bench.ensure_served("llama")
+    engine = bench.ensure_direct("llama").engine
+    body = request_body(bench.cases["llama"].uid)
+    total = bench.plan.overhead_requests
+    samples, cpu = _measure(bench, engine, body, total)
+    s, d, f = (summarize(samples[k]) for k in ("served", "direct", "floor"))
+    hx, rpc, rest, lane = (summarize(samples[k]) for k in ("httpx", "rpc", "rested", "plane"))
+    per_s = {k: v * 1000 / len(samples["served"]) for k, v in cpu["served"].items()}
+    per_d = {k: v * 1000 / len(samples["direct"]) for k, v in cpu["direct"].items()}
     bench.report.details["overhead"] = {"served_ms": s, "direct_ms": d, "http_floor_ms": f,
                                         "served_httpx_ms": hx, "rpc_ms": rpc,
                                         "direct_after_idle_ms": rest, "data_plane_ms": lane,

@@ -122,7 +122,8 @@ def _convert(name: str, type_name: str, raw: str):
         return raw
     except ValueError:
         raise SettingsError(
-            f"{_env_name(name)}={raw!r} is not a valid {type_name.replace('Optional[', '').rstrip(']')}"
+            f"{_env_name(name)}={raw!r} is not a valid "
+            f"{type_name.replace('Optional[', '').rstrip(']')}"
         ) from None
 
 

@@ -16,7 +16,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Dict, List, Optional
 
+import anthropic
 import httpx
+import httpx2
 import openai
 from fastapi import FastAPI
 
@@ -209,6 +211,7 @@ class Api:
     app: FastAPI
     http: httpx.AsyncClient
     openai: openai.AsyncOpenAI
+    extra_clients: List[Any] = field(default_factory=list)
 
     @classmethod
     def open(cls, cluster: LocalCluster, **settings: Any) -> "Api":
@@ -218,14 +221,9 @@ class Api:
                                     http_client=http)
         return cls(cluster, app, http, client)
 
-    extra_clients: List[Any] = field(default_factory=list)
-
-    def anthropic(self, prefix: str = ""):
+    def anthropic(self, prefix: str = "") -> anthropic.AsyncAnthropic:
         """An ``anthropic`` SDK client on the same app (``prefix``: e.g. ``/anthropic``).
         That SDK takes only an ``httpx2`` client."""
-        import anthropic
-        import httpx2
-
         http = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=self.app))
         self.extra_clients.append(http)
         return anthropic.AsyncAnthropic(base_url=BASE_URL + prefix, api_key="x", max_retries=0,

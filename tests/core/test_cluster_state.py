@@ -63,7 +63,8 @@ def test_lost_or_unknown_worker_must_register_again_and_rejoins_without_duplicat
     assert table.register("w1:1") is True
     assert [e.address for e in table.entries()] == ["w1:1"]
     entry = table.get("w1:1")
-    assert entry.status is WorkerStatus.ALIVE and entry.resources is not None and entry.lost_at is None
+    assert entry.status is WorkerStatus.ALIVE and entry.resources is not None
+    assert entry.lost_at is None
     assert entry.to_dict()["status"] == "ALIVE"
 
 
@@ -89,7 +90,8 @@ def test_lost_timeout_defaults_to_the_setting(monkeypatch):
 # --- replica state machine ------------------------------------------------------------------
 
 EXPECTED = {
-    (S.LAUNCHING, S.READY), (S.LAUNCHING, S.FAILED), (S.LAUNCHING, S.LOST), (S.LAUNCHING, S.TERMINATING),
+    (S.LAUNCHING, S.READY), (S.LAUNCHING, S.FAILED), (S.LAUNCHING, S.LOST),
+    (S.LAUNCHING, S.TERMINATING),
     (S.READY, S.FAILED), (S.READY, S.LOST), (S.READY, S.TERMINATING),
     (S.FAILED, S.TERMINATING), (S.LOST, S.READY), (S.LOST, S.TERMINATING),
 }
@@ -218,7 +220,8 @@ def test_lost_worker_replica_is_relaunched_elsewhere_and_its_return_makes_no_dup
 
 def test_unplaceable_lost_replica_waits_then_is_adopted_back_when_its_worker_returns():
     clock = Clock()
-    state = ClusterState(lost_timeout=5, strategy="SPREAD", allow_multi_replica_per_gpu=False, clock=clock)
+    state = ClusterState(lost_timeout=5, strategy="SPREAD", allow_multi_replica_per_gpu=False,
+                         clock=clock)
     state.register_worker("w1:1", res("w1:1", gpus=1))
     state.register_worker("w2:1", res("w2:1", gpus=1))
     state.launch_model(PlacementRequest("m", replica=2))
@@ -259,7 +262,8 @@ def test_supervisor_restart_adopts_reported_replicas_and_holds_launches_during_g
     state.register_worker("w1:1", res("w1:1", gpus=1), [ReportedReplica("m", 0, (0,))])
     assert state.recover().launches == []  # w2 and w3 may still be coming back
     r2 = state.register_worker("w2:1", res("w2:1", gpus=1),
-                               [ReportedReplica("m", 1, (0,)), ReportedReplica("m", 2, (0,), ready=False)])
+                               [ReportedReplica("m", 1, (0,)),
+                                ReportedReplica("m", 2, (0,), ready=False)])
     r3 = state.register_worker("w3:1", res("w3:1", gpus=1),
                                [ReportedReplica("m", 2, (0,)), ReportedReplica("old", 0, (0,))])
     assert [(r.index, r.state) for r in r2.adopted] == [(1, S.READY), (2, S.LAUNCHING)]
@@ -315,7 +319,8 @@ def test_launch_is_all_or_nothing_and_scale_adds_and_removes_replicas():
         state.scale("m", 4)
     assert state.replicas.model("m").request.replica == 3
     added, stopping = state.scale("m", 1)
-    assert added == [] and [(r.index, r.state) for r in stopping] == [(1, S.TERMINATING), (2, S.TERMINATING)]
+    assert added == []
+    assert [(r.index, r.state) for r in stopping] == [(1, S.TERMINATING), (2, S.TERMINATING)]
     for r in stopping:
         state.replicas.remove("m", r.index)
     assert [r.index for r in state.replicas.records("m")] == [0]
@@ -339,7 +344,8 @@ def test_snapshot_counts_only_live_workers_and_replicas_holding_resources():
 
 def test_relaunch_keeps_the_per_replica_gpu_count_of_a_pinned_auto_request():
     clock = Clock()
-    state = ClusterState(lost_timeout=5, clock=clock, strategy="IDLE_FIRST", allow_multi_replica_per_gpu=False)
+    state = ClusterState(lost_timeout=5, clock=clock, strategy="IDLE_FIRST",
+                         allow_multi_replica_per_gpu=False)
     for name in ("a:1", "b:1"):
         state.register_worker(name, res(name, gpus=4))
     launched = state.launch_model(PlacementRequest("m", replica=2, gpu_idx=[0, 1, 2, 3]))

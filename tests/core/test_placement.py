@@ -1,4 +1,5 @@
-"""Placement over simulated inventories: the seed's cases, strategies, pins, shortages, invariants."""
+"""Placement over simulated inventories: the seed's cases, strategies, pins, shortages and
+invariants."""
 
 import random
 from collections import Counter, defaultdict
@@ -168,9 +169,9 @@ def test_gpu_idx_pins_the_gpus():
 
 def test_worker_ip_pins_by_host_or_address():
     workers = [worker("10.0.0.1:5000", gpus=1), worker("10.0.0.2:5000", gpus=1, host="node2")]
-    assert where(run(PlacementRequest("m", worker_ip="10.0.0.2"), workers)) == [("10.0.0.2:5000", (0,))]
-    assert where(run(PlacementRequest("m", worker_ip="node2"), workers)) == [("10.0.0.2:5000", (0,))]
-    assert where(run(PlacementRequest("m", worker_ip="10.0.0.1:5000"), workers)) == [("10.0.0.1:5000", (0,))]
+    for ip, address in [("10.0.0.2", "10.0.0.2:5000"), ("node2", "10.0.0.2:5000"),
+                        ("10.0.0.1:5000", "10.0.0.1:5000")]:
+        assert where(run(PlacementRequest("m", worker_ip=ip), workers)) == [(address, (0,))]
     with pytest.raises(InvalidRequestError) as info:
         run(PlacementRequest("m", worker_ip="10.0.0.9"), workers)
     assert info.value.param == "worker_ip" and "10.0.0.1:5000" in info.value.message
@@ -256,8 +257,9 @@ def random_inventory(rng):
         w = rng.choice(workers)
         n = min(len(w.gpus), rng.choice([0, 1, 2]))
         idx = tuple(sorted(rng.sample([g.index for g in w.gpus], n)))
-        placed.append(PlacedReplica(rng.choice(["m", "x"]), w.address, idx,
-                                    rng.choice([None, rng.randint(0, 8) * GIB]), rng.random() < 0.5))
+        memory = rng.choice([None, rng.randint(0, 8) * GIB])
+        placed.append(PlacedReplica(rng.choice(["m", "x"]), w.address, idx, memory,
+                                    rng.random() < 0.5))
     return workers, placed
 
 

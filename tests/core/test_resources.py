@@ -75,8 +75,10 @@ class FakeNVML:
 
 
 DEVICES = [
-    {"name": b"NVIDIA A10", "uuid": "GPU-aaaa-1111", "total": 24 * GIB, "free": 20 * GIB, "util": 35},
-    {"name": "NVIDIA L4", "uuid": "GPU-bbbb-2222", "total": 22 * GIB, "free": 5 * GIB, "util": None},
+    {"name": b"NVIDIA A10", "uuid": "GPU-aaaa-1111", "total": 24 * GIB, "free": 20 * GIB,
+     "util": 35},
+    {"name": "NVIDIA L4", "uuid": "GPU-bbbb-2222", "total": 22 * GIB, "free": 5 * GIB,
+     "util": None},
 ]
 
 
@@ -92,7 +94,8 @@ def test_nvml_devices_are_parsed_into_gpu_infos():
 
 @pytest.mark.parametrize(
     "visible, indexes",
-    [("1", [1]), ("0,1", [0, 1]), ("", []), ("GPU-bbbb", [1]), ("GPU-aaaa-1111,1", [0, 1]), ("7", [])],
+    [("1", [1]), ("0,1", [0, 1]), ("", []), ("GPU-bbbb", [1]), ("GPU-aaaa-1111,1", [0, 1]),
+     ("7", [])],
 )
 def test_cuda_visible_devices_filters_gpus(visible, indexes):
     gpus = collect_gpus(FakeNVML(DEVICES), visible_devices=visible)
@@ -156,7 +159,8 @@ def test_from_dict_fills_host_from_address_and_accepts_no_gpus():
     "data, param",
     [
         ({"address": "a:1", "cpu_count": 2, "memory_total": 1}, "memory_available"),
-        ({"address": "a:1", "cpu_count": "many", "memory_total": 1, "memory_available": 1}, "cpu_count"),
+        ({"address": "a:1", "cpu_count": "many", "memory_total": 1, "memory_available": 1},
+         "cpu_count"),
         ({"address": "a:1", "cpu_count": 2, "memory_total": 1, "memory_available": 1,
           "gpus": [{"index": 0, "memory_total": 1}]}, "memory_free"),
         ({"address": "a:1", "cpu_count": 2, "memory_total": 1, "memory_available": 1,

@@ -84,3 +84,29 @@ def api(local_server):
     """An httpx client on the shared server's REST API."""
     with httpx.Client(base_url=local_server.base_url, timeout=300) as client:
         yield client
+
+
+TF_MODEL = "smollm2-tf-dialects"
+
+
+@pytest.fixture(scope="session")
+def smollm2_tf(local_server):
+    """SmolLM2 on the Transformers engine, launched once for the session; yields its uid."""
+    body = {"model_name": DEFAULT_MODEL, "model_engine": "Transformers", "model_uid": TF_MODEL}
+    resp = httpx.post(f"{local_server.base_url}/v1/models", json=body, timeout=300)
+    assert resp.status_code == 200, resp.text
+    try:
+        wait_until(lambda: model_ready(local_server.base_url, TF_MODEL), 240, TF_MODEL,
+                   local_server)
+        yield TF_MODEL
+    finally:
+        httpx.delete(f"{local_server.base_url}/v1/models/{TF_MODEL}", timeout=60)
+
+
+@pytest.fixture(params=["llama.cpp", "transformers"])
+def cpu_llm(request):
+    """The uid of SmolLM2 on each CPU engine in turn."""
+    if request.param == "llama.cpp":
+        request.getfixturevalue("local_server")
+        return DEFAULT_MODEL
+    return request.getfixturevalue("smollm2_tf")

@@ -53,7 +53,8 @@ def gather(chunks):
                 acc["order"].append("reasoning")
             for call in delta.tool_calls or []:
                 acc["tool_deltas"].append(call)
-                slot = acc["calls"].setdefault(call.index, {"id": None, "name": "", "arguments": ""})
+                slot = acc["calls"].setdefault(call.index,
+                                               {"id": None, "name": "", "arguments": ""})
                 slot["id"] = call.id or slot["id"]
                 slot["name"] += (call.function and call.function.name) or ""
                 slot["arguments"] += (call.function and call.function.arguments) or ""

@@ -38,7 +38,8 @@ def _names(api) -> dict:
 def test_register_launch_chat_terminate_unregister(api, local_server, smollm2_gguf, tmp_path):
     spec_file = tmp_path / "family.json"
     spec_file.write_text(json.dumps(_family(smollm2_gguf)))
-    done = run_cli(local_server.base_url, "register", "-t", "LLM", "-f", str(spec_file), "--persist")
+    done = run_cli(local_server.base_url, "register", "-t", "LLM", "-f", str(spec_file),
+                   "--persist")
     assert done.returncode == 0, done.stderr
     assert NAME in done.stdout
     assert _names(api)[NAME] is False

@@ -48,7 +48,8 @@ def tiny_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def models(api, local_server, tiny_dir):
-    """Launch every model of the module at once (the tiny one trains meanwhile); stop them at the end."""
+    """Launch every model of the module at once (the tiny one trains meanwhile); stop them at
+    the end."""
     uids = [_launch(api, {"model_name": DEFAULT_MODEL, "model_engine": "Transformers",
                           "model_uid": TF}),
             _launch(api, {"model_name": DEFAULT_MODEL, "model_engine": "llama.cpp",
@@ -62,7 +63,8 @@ def models(api, local_server, tiny_dir):
         uids.append(_launch(api, {"model_name": "qwen2.5-instruct", "model_uid": TINY_OFF,
                                   "enable_thinking": False, **common}))
         for uid in uids:
-            wait_until(lambda: model_ready(local_server.base_url, uid), 240, uid, local_server)
+            wait_until(lambda uid=uid: model_ready(local_server.base_url, uid), 240, uid,
+                       local_server)
         yield uids
     finally:
         for uid in uids:

@@ -5,7 +5,6 @@ import json
 import os
 import signal
 
-import httpx
 import openai
 import pytest
 
@@ -79,7 +78,8 @@ def test_unknown_model_uid_is_404(api, oai):
     assert api.get("/v1/models/no-such-uid").status_code == 404
     assert api.delete("/v1/models/no-such-uid").status_code == 404
     with pytest.raises(openai.NotFoundError):
-        oai.chat.completions.create(model="no-such-uid", messages=[{"role": "user", "content": "x"}])
+        oai.chat.completions.create(model="no-such-uid",
+                                    messages=[{"role": "user", "content": "x"}])
 
 
 @pytest.mark.parametrize("body, field", [

@@ -16,7 +16,8 @@ def gateway(env):
     ({"max_tokens": 500}, {"max_tokens": 64}),
     ({"max_tokens": 10}, {"max_tokens": 10}),
     ({"max_completion_tokens": 900}, {"max_completion_tokens": 64}),
-    ({"max_tokens": 900, "max_completion_tokens": 20}, {"max_tokens": 64, "max_completion_tokens": 20}),
+    ({"max_tokens": 900, "max_completion_tokens": 20},
+     {"max_tokens": 64, "max_completion_tokens": 20}),
 ])
 def test_gateway_caps_max_tokens(request_, expected):
     body = {"model": "m", "messages": [], **request_}

@@ -205,7 +205,8 @@ class ReplicaTable:
         state = ReplicaState(state)
         if state not in TRANSITIONS[record.state]:
             raise InvalidTransitionError(
-                f"replica {record.replica_uid} cannot go from {record.state.value} to {state.value}")
+                f"replica {record.replica_uid} cannot go from {record.state.value} "
+                f"to {state.value}")
         if state is ReplicaState.READY:
             error = None
         else:
@@ -218,7 +219,8 @@ class ReplicaTable:
         record = self.get(model_uid, index)
         if record is not None and record.state is not ReplicaState.TERMINATING:
             raise InvalidTransitionError(
-                f"replica {record.replica_uid} is {record.state.value}; terminate it before removing")
+                f"replica {record.replica_uid} is {record.state.value}; "
+                "terminate it before removing")
         self.model(model_uid).replicas.pop(index, None)
 
     def mark_worker_lost(self, address: str) -> List[ReplicaRecord]:
@@ -299,15 +301,19 @@ def reconcile(desired: Mapping[str, Wanted], observed: Iterable[Observed]) -> Li
     actions = []
     wanted = {uid: _wanted_set(value) for uid, value in desired.items()}
     for (uid, index), by_worker in sorted(copies.items()):
-        group = sorted(by_worker.values(), key=lambda o: (not o.tracked, not o.ready, o.worker_address))
+        group = sorted(by_worker.values(),
+                       key=lambda o: (not o.tracked, not o.ready, o.worker_address))
         if index not in wanted.get(uid, ()):
-            why = f"model {uid!r} wants {len(wanted[uid])} replicas" if uid in wanted else "not running"
-            actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address, why) for o in group]
+            why = (f"model {uid!r} wants {len(wanted[uid])} replicas" if uid in wanted
+                   else "not running")
+            actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address, why)
+                        for o in group]
             continue
         if not group[0].tracked:
             actions.append(Action(ActionKind.ADOPT, uid, index, group[0].worker_address, "running"))
         actions += [Action(ActionKind.TERMINATE, uid, index, o.worker_address,
-                           f"duplicate of the copy on {group[0].worker_address}") for o in group[1:]]
+                           f"duplicate of the copy on {group[0].worker_address}")
+                    for o in group[1:]]
     for uid in sorted(wanted):
         actions += [Action(ActionKind.LAUNCH, uid, i, None, "no running copy")
                     for i in sorted(wanted[uid]) if not copies.get((uid, i))]
@@ -374,7 +380,8 @@ class ClusterState:
         self.replicas.add_model(request)
         return [self.replicas.launch(request.model_uid, i, a) for i, a in enumerate(assignments)]
 
-    def scale(self, model_uid: str, replica: int) -> Tuple[List[ReplicaRecord], List[ReplicaRecord]]:
+    def scale(self, model_uid: str,
+              replica: int) -> Tuple[List[ReplicaRecord], List[ReplicaRecord]]:
         """Change a model's replica count: (new LAUNCHING records, records now TERMINATING)."""
         if isinstance(replica, bool) or not isinstance(replica, int) or replica < 1:
             raise InvalidRequestError(f"a model needs at least one replica, not {replica!r}; "

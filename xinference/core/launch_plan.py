@@ -68,7 +68,8 @@ def _pick_spec(family: ModelFamily, req: LaunchRequest) -> Tuple[ModelSpec, Opti
             f"{', '.join(s.quantizations)}" for s in family.model_specs)
         raise ModelNotFoundError(
             f"{family.model_name} has no spec with format={req.model_format}, "
-            f"size={req.model_size_in_billions}, quantization={req.quantization}; it offers: {offered}",
+            f"size={req.model_size_in_billions}, quantization={req.quantization}; "
+            f"it offers: {offered}",
             param="model_format")
     if req.model_engine or req.model_format:
         spec = specs[0]

@@ -129,7 +129,8 @@ class PlacementRequest:
         object.__setattr__(self, "gpu_idx", _normalize_gpu_idx(self.gpu_idx))
         object.__setattr__(self, "worker_ip", (self.worker_ip or "").strip() or None)
         if self.memory_per_replica is not None:
-            object.__setattr__(self, "memory_per_replica", _normalize_memory(self.memory_per_replica))
+            object.__setattr__(self, "memory_per_replica",
+                               _normalize_memory(self.memory_per_replica))
         if self.gpu_idx and self.n_gpu is None:
             raise InvalidRequestError(
                 "gpu_idx pins GPUs but n_gpu is None (CPU); drop gpu_idx or set n_gpu",
@@ -228,8 +229,8 @@ class _Ledger:
         self.gpu_free: Dict[Tuple[str, int], int] = {}
         self.host_free: Dict[str, int] = {}
         for address, worker in self.workers.items():
-            self.host_free[address] = max(0, min(
-                worker.memory_available - pending[address], worker.memory_total - reserved[address]))
+            self.host_free[address] = max(0, min(worker.memory_available - pending[address],
+                                                  worker.memory_total - reserved[address]))
             for gpu in worker.gpus:
                 key = (address, gpu.index)
                 self.gpu_free[key] = max(0, min(
@@ -251,7 +252,8 @@ class _Ledger:
         used = 1 - self.host_free[address] / total if total else 0
         return self.worker_count[address] + used
 
-    def usable(self, address: str, gpu: GpuInfo, pinned: Optional[Tuple[int, ...]], allow: bool) -> bool:
+    def usable(self, address: str, gpu: GpuInfo, pinned: Optional[Tuple[int, ...]],
+               allow: bool) -> bool:
         if pinned is not None and gpu.index not in pinned:
             return False
         return allow or self.gpu_count[(address, gpu.index)] == 0
@@ -276,7 +278,8 @@ def _eligible(request: PlacementRequest, snapshot: ClusterSnapshot) -> List[Work
     matched = [w for w in workers if ip in (w.host, w.address, host_of(w.address))]
     if not matched:
         known = ", ".join(w.address for w in workers)
-        raise InvalidRequestError(f"no worker matches worker_ip={ip!r}; workers: {known}", param="worker_ip")
+        raise InvalidRequestError(f"no worker matches worker_ip={ip!r}; workers: {known}",
+                                  param="worker_ip")
     return matched
 
 
@@ -311,7 +314,8 @@ def _strategy_key(strategy: str, ledger: _Ledger, address: str, load: float) -> 
 
 
 def _gpu_choice(ledger: _Ledger, worker: WorkerResources, k: int, need: Optional[int],
-                pinned: Optional[Tuple[int, ...]], allow: bool) -> Optional[Tuple[float, Tuple[int, ...]]]:
+                pinned: Optional[Tuple[int, ...]],
+                allow: bool) -> Optional[Tuple[float, Tuple[int, ...]]]:
     address = worker.address
     fits = [g for g in worker.gpus if ledger.usable(address, g, pinned, allow)
             and (need is None or ledger.gpu_free[(address, g.index)] >= need)]
@@ -364,7 +368,8 @@ def _gpu_shortage(ledger: _Ledger, eligible: Sequence[WorkerResources], k: int,
         needs += " not shared with another replica (XINFERENCE_ALLOW_MULTI_REPLICA_PER_GPU=0)"
     if request.gpu_idx:
         needs += f" among gpu_idx {list(request.gpu_idx)}"
-    has = f"best worker {address} has " + (_plural(usable, "usable GPU") if usable else "no usable GPU")
+    has = f"best worker {address} has " + (_plural(usable, "usable GPU") if usable
+                                           else "no usable GPU")
     if need is not None and usable == 1:
         has += f" with {format_bytes(freest)} free"
     elif need is not None and usable > 1:
@@ -410,7 +415,8 @@ def place(request: PlacementRequest, snapshot: ClusterSnapshot, strategy: Option
             short = (_gpu_shortage(ledger, eligible, k, need, request, allow) if k
                      else _cpu_shortage(ledger, eligible, need or 0))
             name = f" of model {request.model_uid!r}" if request.model_uid else ""
-            raise ResourceExhaustedError(f"cannot place replica {number} of {request.replica}{name}: {short}")
+            raise ResourceExhaustedError(
+                f"cannot place replica {number} of {request.replica}{name}: {short}")
         ledger.commit(choice)
         assignments.append(choice)
     return assignments

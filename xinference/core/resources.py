@@ -107,7 +107,8 @@ class WorkerResources:
         address = _field(data, "address", str, what)
         gpus = data.get("gpus") or []
         if not isinstance(gpus, (list, tuple)):
-            raise InvalidRequestError(f"{what} has gpus={gpus!r}, which is not a list", param="gpus")
+            raise InvalidRequestError(f"{what} has gpus={gpus!r}, which is not a list",
+                                      param="gpus")
         return cls(
             address=address,
             host=str(data.get("host") or host_of(address)),
@@ -180,7 +181,7 @@ def collect_gpus(nvml: Any = None, visible_devices: Any = _UNSET) -> List[GpuInf
     nvml_error = getattr(nvml, "NVMLError", Exception)
     try:
         nvml.nvmlInit()
-    except Exception as exc:  # no driver or no device: a CPU worker
+    except Exception as exc:  # noqa: BLE001 - no driver or no device: a CPU worker
         logger.debug("NVML unavailable: %s", exc)
         return []
     try:
@@ -196,7 +197,7 @@ def collect_gpus(nvml: Any = None, visible_devices: Any = _UNSET) -> List[GpuInf
     finally:
         try:
             nvml.nvmlShutdown()
-        except Exception:
+        except Exception:  # noqa: BLE001 - nothing to release
             pass
 
 

@@ -193,7 +193,8 @@ class DynamicBatcher:
             if len(parts) == 1:
                 self._fail(parts[0][0], exc)
                 return
-            logger.debug("%s: batch of %d failed (%s); retrying per request", self.name, len(batch), exc)
+            logger.debug("%s: batch of %d failed (%s); retrying per request", self.name,
+                         len(batch), exc)
             for part in parts:
                 self._execute([part])
             return
@@ -209,7 +210,8 @@ class DynamicBatcher:
     def _call(self, batch: List[Any]) -> Sequence[Any]:
         results = self.fn(batch)
         if len(results) != len(batch):
-            raise RuntimeError(f"{self.name}: engine returned {len(results)} results for {len(batch)} items")
+            raise RuntimeError(f"{self.name}: engine returned {len(results)} results "
+                               f"for {len(batch)} items")
         return results
 
     def _fail(self, job: _Job, exc: BaseException) -> None:

@@ -35,19 +35,22 @@ def _is_id_list(value: Any) -> bool:
     return isinstance(value, list) and all(_is_int(v) for v in value)
 
 
-def parse_input(raw: Any, max_items: int = DEFAULT_MAX_ITEMS, param: str = "input") -> List[RawItem]:
+def parse_input(raw: Any, max_items: int = DEFAULT_MAX_ITEMS,
+                param: str = "input") -> List[RawItem]:
     """Normalise OpenAI's ``input`` (str, list[str], list[int], list[list[int]]) to a list of items.
 
     Rejects a missing or empty input, empty strings or token lists, mixed lists,
     and more than ``max_items`` items.
     """
     if raw is None:
-        raise InvalidRequestError(f"`{param}` is required: a string or a list of strings", param=param)
+        raise InvalidRequestError(f"`{param}` is required: a string or a list of strings",
+                                  param=param)
     if isinstance(raw, str):
         items: List[RawItem] = [raw]
     elif isinstance(raw, list):
         if not raw:
-            raise InvalidRequestError(f"`{param}` is an empty list; send at least one string", param=param)
+            raise InvalidRequestError(f"`{param}` is an empty list; send at least one string",
+                                      param=param)
         if all(_is_int(v) for v in raw):
             items = [list(raw)]
         elif all(isinstance(v, str) for v in raw) or all(_is_id_list(v) for v in raw):
@@ -58,7 +61,8 @@ def parse_input(raw: Any, max_items: int = DEFAULT_MAX_ITEMS, param: str = "inpu
                 "token-id lists (not a mix)", param=param)
     else:
         raise InvalidRequestError(
-            f"`{param}` must be a string or a list of strings, not {type(raw).__name__}", param=param)
+            f"`{param}` must be a string or a list of strings, not {type(raw).__name__}",
+            param=param)
     if len(items) > max_items:
         raise InvalidRequestError(
             f"`{param}` has {len(items)} items; at most {max_items} are allowed per request, "
@@ -66,7 +70,8 @@ def parse_input(raw: Any, max_items: int = DEFAULT_MAX_ITEMS, param: str = "inpu
     for i, item in enumerate(items):
         if len(item) == 0:
             where = param if len(items) == 1 else f"{param}[{i}]"
-            raise InvalidRequestError(f"`{where}` is empty; every input must have some text", param=param)
+            raise InvalidRequestError(f"`{where}` is empty; every input must have some text",
+                                      param=param)
     return items
 
 
@@ -79,7 +84,8 @@ def check_token_ids(items: Sequence[RawItem], vocab_size: int, param: str = "inp
         if bad:
             raise InvalidRequestError(
                 f"`{param}[{i}]` holds token id {bad[0]}, outside this model's vocabulary "
-                f"(0..{vocab_size - 1}); send text, or ids from this model's tokenizer", param=param)
+                f"(0..{vocab_size - 1}); send text, or ids from this model's tokenizer",
+                param=param)
 
 
 def parse_encoding_format(request: Mapping[str, Any]) -> str:
@@ -193,7 +199,8 @@ def parse_rerank(request: Mapping[str, Any], max_items: int = DEFAULT_MAX_ITEMS)
         raise InvalidRequestError("`query` must be a non-empty string", param="query")
     docs = request.get("documents")
     if not isinstance(docs, list) or not docs:
-        raise InvalidRequestError("`documents` must be a non-empty list of strings", param="documents")
+        raise InvalidRequestError("`documents` must be a non-empty list of strings",
+                                  param="documents")
     if len(docs) > max_items:
         raise InvalidRequestError(
             f"`documents` has {len(docs)} items; at most {max_items} are allowed per request",

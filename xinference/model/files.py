@@ -18,7 +18,7 @@ from .registry import ModelFamily, ModelSpec
 
 
 def offline_package_path(offline_package: str) -> Optional[Path]:
-    """The folder named by ``"pkg"`` or ``"pkg/sub/dir"`` inside an installed package, if present."""
+    """The folder named by ``"pkg"`` or ``"pkg/sub/dir"`` inside an installed package, if any."""
     package, _, sub = offline_package.partition("/")
     try:
         found = importlib.util.find_spec(package)
