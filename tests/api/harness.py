@@ -23,7 +23,7 @@ import openai
 from fastapi import FastAPI
 
 from xinference.api.app import create_app
-from xinference.api.router import ReplicaRouter
+from xinference.api.gateway import Gateway
 from xinference.core import replica_names
 from xinference.core.replica_service import ReplicaService
 from xinference.errors import DuplicateModelError, ModelNotFoundError
@@ -196,11 +196,9 @@ class LocalCluster:
 
 def make_app(cluster: LocalCluster, **settings: Any) -> FastAPI:
     """The real app, its gateway routed to ``cluster`` (``settings``: Settings fields)."""
-    app = create_app(cluster.address, Settings(**settings))
-    gateway = app.state.gateway
-    gateway._supervisor = cluster
-    gateway.router = ReplicaRouter(gateway._fetch_replicas, cluster.make_ref)
-    return app
+    config = Settings(**settings)
+    gateway = Gateway(cluster.address, config, supervisor=cluster, make_ref=cluster.make_ref)
+    return create_app(cluster.address, config, gateway)
 
 
 @dataclass

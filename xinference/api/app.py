@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 from fastapi import APIRouter, FastAPI
 
@@ -26,11 +26,13 @@ def type_routers() -> List[APIRouter]:
     return [load_target(target) for target in targets]
 
 
-def create_app(supervisor_address: str, settings: Settings) -> FastAPI:
-    """Build the REST gateway for the supervisor at ``supervisor_address``."""
+def create_app(supervisor_address: str, settings: Settings,
+               gateway: Optional[Gateway] = None) -> FastAPI:
+    """Build the REST gateway for the supervisor at ``supervisor_address`` (or over
+    ``gateway``, e.g. one on an in-process cluster)."""
     app = FastAPI(title="Xinference", version=__version__,
                   description="OpenAI-compatible API for open models, and their management.")
-    app.state.gateway = Gateway(supervisor_address, settings)
+    app.state.gateway = gateway or Gateway(supervisor_address, settings)
     install_error_handlers(app)
     for router in type_routers():
         app.include_router(router)

@@ -27,11 +27,14 @@ MAX_ATTEMPTS = 4
 class Gateway:
     """Holds what request handlers need: the supervisor, the router and the settings."""
 
-    def __init__(self, supervisor_address: str, settings: Settings):
+    def __init__(self, supervisor_address: str, settings: Settings, supervisor: Any = None,
+                 make_ref: Optional[Any] = None):
+        """``supervisor`` and ``make_ref`` (address, uid -> replica ref) replace the xoscar
+        references, for a gateway over an in-process cluster (the API test tier)."""
         self.supervisor_address = supervisor_address
         self.settings = settings
-        self._supervisor = None
-        self.router = ReplicaRouter(self._fetch_replicas, self._make_ref)
+        self._supervisor = supervisor
+        self.router = ReplicaRouter(self._fetch_replicas, make_ref or self._make_ref)
 
     async def supervisor(self):
         if self._supervisor is None:
