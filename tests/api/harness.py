@@ -3,7 +3,8 @@
 :class:`LocalCluster` stands where the supervisor actor stands for the gateway
 (``get_replicas``, ``list_models``, ``launch_model`` ...). Each replica is a
 :class:`LocalReplica`: the model actor's methods over a real
-:class:`~xinference.core.replica_service.ReplicaService` on the fake engine. Calls
+:class:`~xinference.core.replica_service.ReplicaService` on the fake engine (a
+:class:`LocalEngine`, which keeps the chat requests it is given). Calls
 are pickled on their way in, as they are on their way to a model's process.
 :func:`make_app` puts both behind :func:`~xinference.api.app.create_app`, and
 :class:`Api` holds the HTTP and SDK clients that talk to it over an ASGI transport.
@@ -29,11 +30,41 @@ from xinference.core.replica_service import ReplicaService
 from xinference.errors import DuplicateModelError, ModelNotFoundError
 from xinference.model.engines.base import EngineConfig
 from xinference.model.engines.fake import FakeEngine
+from xinference.model.llm.deltas import Generation
 from xinference.model.operations import InferenceCall
 from xinference.settings import Settings
 
 ADDRESS = "in-process:0"
 BASE_URL = "http://testserver"
+
+
+class LocalEngine(FakeEngine):
+    """The fake engine, keeping each chat request as the serving layer hands it over
+    (``requests``). ``refusal``: ``start_chat`` raises it, before anything is generated;
+    ``failure``: each generation raises it after its first delta."""
+
+    def __init__(self, config: EngineConfig):
+        super().__init__(config)
+        self.requests: List[Dict[str, Any]] = []
+        self.refusal: Optional[Exception] = None
+        self.failure: Optional[Exception] = None
+
+    def start_chat(self, request: Dict[str, Any]) -> Generation:
+        self.requests.append(request)
+        if self.refusal is not None:
+            raise self.refusal
+        generation = super().start_chat(request)
+        if self.failure is not None:
+            generation.deltas = _failing(generation.deltas, self.failure)
+        return generation
+
+
+async def _failing(deltas: AsyncIterator[Any], failure: Exception) -> AsyncIterator[Any]:
+    try:
+        yield await deltas.__anext__()
+    finally:
+        await deltas.aclose()
+    raise failure
 
 
 class LocalStream:
@@ -68,7 +99,7 @@ class LocalReplica:
     that many batches with the connection error a dead process gives.
     """
 
-    def __init__(self, engine: FakeEngine):
+    def __init__(self, engine: LocalEngine):
         self.engine = engine
         self.service = ReplicaService(engine)
         self.calls: List[InferenceCall] = []
@@ -102,13 +133,20 @@ class LocalReplica:
 
 @dataclass
 class LocalModel:
-    """A launched model: its uid, type, name and replicas."""
+    """A launched model: its uid, type, name and replicas (``created`` and
+    ``context_length`` are listed as the supervisor lists them)."""
 
     uid: str
     model_type: str
     model_name: str
     replicas: List[LocalReplica]
     created: int = field(default_factory=lambda: int(time.time()))
+    context_length: Optional[int] = None
+
+    @property
+    def requests(self) -> List[Dict[str, Any]]:
+        """The chat requests its engines were given, replica by replica."""
+        return [request for replica in self.replicas for request in replica.engine.requests]
 
     def replica_dicts(self) -> List[Dict[str, Any]]:
         return [{"replica_uid": replica_names.replica_uid(self.uid, index), "replica_id": index,
@@ -124,7 +162,8 @@ class LocalModel:
         return {"model_uid": self.uid, "model_type": self.model_type,
                 "model_name": self.model_name, "model_engine": "fake",
                 "replica": len(self.replicas), "status": self.status,
-                "replicas": self.replica_dicts(), "created": self.created}
+                "replicas": self.replica_dicts(), "created": self.created,
+                "context_length": self.context_length}
 
 
 class LocalCluster:
@@ -142,7 +181,7 @@ class LocalCluster:
             raise DuplicateModelError(f"Model {uid!r} is already running", param="model_uid")
         engines = []
         for index in range(replicas):
-            engine = FakeEngine(EngineConfig(
+            engine = LocalEngine(EngineConfig(
                 model_uid=uid, model_type=model_type, model_name=model_name, engine="fake",
                 model_format="fake", model_path="", options=dict(options),
                 replica_id=str(index)))

@@ -124,7 +124,8 @@ def test_base64_decodes_to_the_same_floats(engine):
         assert isinstance(b["embedding"], str)
         decoded = np.frombuffer(base64.b64decode(b["embedding"]), dtype="<f4")
         assert decoded.shape == (384,)
-        np.testing.assert_allclose(decoded, np.asarray(f["embedding"], dtype=np.float32), rtol=0, atol=1e-7)
+        np.testing.assert_allclose(decoded, np.asarray(f["embedding"], dtype=np.float32),
+                                   rtol=0, atol=1e-7)
 
 
 def test_input_errors_name_the_field_and_limit(engine):

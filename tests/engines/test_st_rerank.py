@@ -119,7 +119,8 @@ def test_bad_requests_fail_alone(engine):
 
     async def run():
         calls = [engine.rerank(body) for body, _ in cases]
-        calls.append(engine.rerank({"query": QUERY, "documents": [{"text": "Whales swim."}, "Cats"]}))
+        calls.append(engine.rerank({"query": QUERY,
+                                    "documents": [{"text": "Whales swim."}, "Cats"]}))
         return await asyncio.gather(*calls, return_exceptions=True)
 
     results = asyncio.run(run())

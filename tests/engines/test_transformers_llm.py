@@ -85,15 +85,18 @@ def accumulate(chunks):
 def test_chat_reasoning_goes_to_reasoning_content(trained):
     out = run(trained.chat({"model": "m1", "messages": tm.FRANCE, "temperature": 0}))
     choice = out["choices"][0]
-    assert out["object"] == "chat.completion" and out["model"] == "m1" and out["id"].startswith("chatcmpl-")
+    assert out["object"] == "chat.completion" and out["model"] == "m1"
+    assert out["id"].startswith("chatcmpl-")
     assert choice["message"]["reasoning_content"] == tm.THOUGHT_FRANCE
     assert choice["message"]["content"] == tm.ANSWER_FRANCE
     assert choice["finish_reason"] == "stop"
     target = f"<think>\n{tm.THOUGHT_FRANCE}\n</think>\n\n{tm.ANSWER_FRANCE}<|im_end|>"
-    prompt = trained.tokenizer.apply_chat_template(tm.FRANCE, add_generation_prompt=True, tokenize=False)
-    assert out["usage"] == {"prompt_tokens": len(trained._encode(prompt, False)),
-                            "completion_tokens": len(trained._encode(target, False)),
-                            "total_tokens": out["usage"]["prompt_tokens"] + out["usage"]["completion_tokens"]}
+    prompt = trained.tokenizer.apply_chat_template(tm.FRANCE, add_generation_prompt=True,
+                                                   tokenize=False)
+    usage = out["usage"]
+    assert usage == {"prompt_tokens": len(trained._encode(prompt, False)),
+                     "completion_tokens": len(trained._encode(target, False)),
+                     "total_tokens": usage["prompt_tokens"] + usage["completion_tokens"]}
 
 
 def test_enable_thinking_per_request_and_at_launch(trained, tmp_path):
@@ -103,11 +106,13 @@ def test_enable_thinking_per_request_and_at_launch(trained, tmp_path):
     assert out["choices"][0]["message"]["reasoning_content"] is None
     launched_off = make_engine(trained.config.model_path, enable_thinking=False)
     try:
-        message = run(launched_off.chat({"messages": tm.FRANCE, "temperature": 0}))["choices"][0]["message"]
+        out = run(launched_off.chat({"messages": tm.FRANCE, "temperature": 0}))
+        message = out["choices"][0]["message"]
         assert message == {"role": "assistant", "content": tm.ANSWER_FRANCE, "refusal": None,
                            "reasoning_content": None}
         on = {"chat_template_kwargs": {"enable_thinking": True}}
-        message = run(launched_off.chat({"messages": tm.FRANCE, "temperature": 0, **on}))["choices"][0]["message"]
+        out = run(launched_off.chat({"messages": tm.FRANCE, "temperature": 0, **on}))
+        message = out["choices"][0]["message"]
         assert message["reasoning_content"] == tm.THOUGHT_FRANCE
     finally:
         launched_off.close()
@@ -134,7 +139,8 @@ def test_tool_call_streamed_as_openai_deltas(trained):
     assert all(c["usage"] is None for c in chunks[:-1])
     content, reasoning, calls, finish = accumulate(chunks)
     assert (content, reasoning, finish) == ("", tm.THOUGHT_WEATHER, "tool_calls")
-    assert calls[0]["name"] == "get_weather" and json.loads(calls[0]["arguments"]) == {"city": "Paris"}
+    assert calls[0]["name"] == "get_weather"
+    assert json.loads(calls[0]["arguments"]) == {"city": "Paris"}
     tool_deltas = [c["choices"][0]["delta"]["tool_calls"][0] for c in chunks[:-1]
                    if "tool_calls" in c["choices"][0]["delta"]]
     assert tool_deltas[0]["function"] == {"name": "get_weather", "arguments": ""}
@@ -153,7 +159,8 @@ def test_tool_result_turn_with_openai_message_shapes(trained):
 
 
 def test_stop_string_never_emitted_even_streamed(trained):
-    base = {"messages": tm.FRANCE, "temperature": 0, "chat_template_kwargs": {"enable_thinking": False}}
+    base = {"messages": tm.FRANCE, "temperature": 0,
+            "chat_template_kwargs": {"enable_thinking": False}}
     out = run(trained.chat({**base, "stop": ["France is"]}))
     assert out["choices"][0]["message"]["content"] == "The capital of "
     assert out["choices"][0]["finish_reason"] == "stop"
@@ -182,7 +189,8 @@ def test_logprobs_align_with_content(trained):
         assert len(e["top_logprobs"]) == 2 and e["logprob"] <= 0
         assert e["top_logprobs"][0]["logprob"] == pytest.approx(e["logprob"])
     chunks = run(collect(trained.chat_stream(request)))
-    streamed = [e for c in chunks for e in ((c["choices"][0]["logprobs"] or {}).get("content") or [])]
+    streamed = [e for c in chunks
+                for e in ((c["choices"][0]["logprobs"] or {}).get("content") or [])]
     assert [e["token"] for e in streamed] == [e["token"] for e in entries]
 
 
@@ -216,7 +224,8 @@ def test_completions_whole_streamed_and_echo(rand):
     assert whole["object"] == "text_completion" and choice["finish_reason"] == "length"
     assert whole["usage"]["completion_tokens"] == 8
     assert "".join(choice["logprobs"]["tokens"]) == choice["text"]
-    chunks = run(collect(rand.complete_stream({**request, "stream_options": {"include_usage": True}})))
+    with_usage = {**request, "stream_options": {"include_usage": True}}
+    chunks = run(collect(rand.complete_stream(with_usage)))
     assert "".join(c["choices"][0]["text"] for c in chunks[:-1]) == choice["text"]
     assert chunks[-2]["choices"][0]["finish_reason"] == "length"
     assert chunks[-1]["usage"] == whole["usage"]
@@ -330,8 +339,9 @@ def test_early_close_stops_generation_and_frees_the_slot(single_slot):
 
 def test_abort_by_request_id(rand):
     async def scenario():
-        stream = rand.chat_stream({"messages": [{"role": "user", "content": "go"}], "max_tokens": 400,
-                                   "temperature": 1.0, "seed": 5, "logit_bias": no_eos(rand),
+        stream = rand.chat_stream({"messages": [{"role": "user", "content": "go"}],
+                                   "max_tokens": 400, "temperature": 1.0, "seed": 5,
+                                   "logit_bias": no_eos(rand),
                                    "request_id": "r-1"})
         await stream.__anext__()
         await stream.__anext__()
@@ -367,7 +377,8 @@ def test_concurrent_streams_beat_one_at_a_time(rand):
     started = time.perf_counter()
     together = sum(run(concurrent()))
     conc_rate = together / (time.perf_counter() - started)
-    print(f"\n16 streams x 32 tokens: one at a time {seq_rate:.0f} tok/s, concurrent {conc_rate:.0f} tok/s")
+    print(f"\n16 streams x 32 tokens: one at a time {seq_rate:.0f} tok/s, "
+          f"concurrent {conc_rate:.0f} tok/s")
     assert one_by_one == together == 16 * 32
     assert conc_rate > 1.5 * seq_rate
 
@@ -401,16 +412,19 @@ def test_smollm2_template_rendering_matches_transformers(smollm2):
     from xinference.model.llm.chat_template import render_chat_template
 
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
-                {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Name a colour."}]
+                {"role": "assistant", "content": "Hello!"},
+                {"role": "user", "content": "Name a colour."}]
     ours = render_chat_template(smollm2.chat_template, messages, None, True,
                                 {"bos_token": smollm2.tokenizer.bos_token,
                                  "eos_token": smollm2.tokenizer.eos_token})
-    theirs = smollm2.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    theirs = smollm2.tokenizer.apply_chat_template(messages, add_generation_prompt=True,
+                                                   tokenize=False)
     assert ours == theirs and ours.endswith("<|im_start|>assistant\n")
 
 
 def test_stop_token_ids_end_generation(trained):
-    base = {"messages": tm.FRANCE, "temperature": 0, "chat_template_kwargs": {"enable_thinking": False}}
+    base = {"messages": tm.FRANCE, "temperature": 0,
+            "chat_template_kwargs": {"enable_thinking": False}}
     paris = trained.tokenizer.convert_tokens_to_ids(trained.tokenizer.tokenize(" Paris"))[0]
     out = run(trained.chat({**base, "stop_token_ids": [paris]}))
     assert out["choices"][0]["message"]["content"] == "The capital of France is"
@@ -420,10 +434,13 @@ def test_stop_token_ids_end_generation(trained):
 def test_smollm2_json_schema(smollm2):
     schema = {"type": "object", "additionalProperties": False, "required": ["name", "age"],
               "properties": {"name": {"type": "string"}, "age": {"type": "integer"}}}
-    request = {"messages": [{"role": "user", "content": "Give me a person as JSON with name and age."}],
+    request = {"messages": [{"role": "user",
+                             "content": "Give me a person as JSON with name and age."}],
                "temperature": 0, "max_tokens": 40,
-               "response_format": {"type": "json_schema", "json_schema": {"name": "p", "schema": schema}}}
+               "response_format": {"type": "json_schema",
+                                   "json_schema": {"name": "p", "schema": schema}}}
     out = run(smollm2.chat(request))
     data = json.loads(out["choices"][0]["message"]["content"])
-    assert set(data) == {"name", "age"} and isinstance(data["name"], str) and isinstance(data["age"], int)
+    assert set(data) == {"name", "age"}
+    assert isinstance(data["name"], str) and isinstance(data["age"], int)
     assert out["choices"][0]["finish_reason"] == "stop"

@@ -34,7 +34,8 @@ def test_tools_and_enable_thinking_reach_the_template():
                               template_kwargs={"enable_thinking": True})
     assert off.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
     assert on.endswith("<|im_start|>assistant\n")
-    no_prompt = render_chat_template(tm.CHATML_TOOLS_TEMPLATE, tm.FRANCE, add_generation_prompt=False)
+    no_prompt = render_chat_template(tm.CHATML_TOOLS_TEMPLATE, tm.FRANCE,
+                                     add_generation_prompt=False)
     assert no_prompt.endswith("<|im_end|>\n")
 
 
@@ -70,7 +71,8 @@ def test_bad_messages_are_400_naming_messages(messages):
 
 
 def test_template_errors():
-    strict = "{% if messages[0].role != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok"
+    strict = ("{% if messages[0].role != 'user' %}"
+              "{{ raise_exception('first must be user') }}{% endif %}ok")
     with pytest.raises(InvalidRequestError, match="first must be user"):
         render_chat_template(strict, [{"role": "assistant", "content": "x"}])
     assert render_chat_template(strict, tm.FRANCE) == "ok"

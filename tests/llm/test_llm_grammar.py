@@ -16,7 +16,8 @@ def test_response_format_shapes():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     assert response_format_schema({"type": "json_schema",
                                    "json_schema": {"name": "x", "schema": schema}}) == schema
-    for bad in ({"type": "yaml"}, {"type": "json_schema"}, {"type": "json_schema", "json_schema": {}}, "json"):
+    for bad in ({"type": "yaml"}, {"type": "json_schema"},
+                {"type": "json_schema", "json_schema": {}}, "json"):
         with pytest.raises(InvalidRequestError) as info:
             response_format_schema(bad)
         assert info.value.param == "response_format"
@@ -45,7 +46,8 @@ def test_matcher_accepts_only_schema_text(grammar):
     allowed = g.allowed(matcher)
     assert allowed[tok.eos_token_id] and sum(1 for b in allowed if b) == 1
     bad = g.matcher(compiled)
-    assert not all(bad.consume_token(t) for t in tok('{"city": "Oslo"}', add_special_tokens=False)["input_ids"])
+    oslo = tok('{"city": "Oslo"}', add_special_tokens=False)["input_ids"]
+    assert not all(bad.consume_token(t) for t in oslo)
     first = [i for i, b in enumerate(g.allowed(g.matcher(compiled))) if b]
     texts = [tok.decode([i]) for i in first]
     assert texts and all('{"city": "Paris"}'.startswith(t) or '{"city": "Rome"}'.startswith(t)

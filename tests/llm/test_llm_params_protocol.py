@@ -24,7 +24,8 @@ def test_openai_fields_translate():
 def test_defaults_cap_and_completion_logprobs():
     p = sampling_params_from_request({}, defaults={"temperature": 0.6, "top_p": 0.9})
     assert (p.temperature, p.top_p, p.max_tokens, p.n, p.stop) == (0.6, 0.9, None, 1, [])
-    assert sampling_params_from_request({"temperature": 1.0}, defaults={"temperature": 0.6}).temperature == 1.0
+    explicit = sampling_params_from_request({"temperature": 1.0}, defaults={"temperature": 0.6})
+    assert explicit.temperature == 1.0
     assert sampling_params_from_request({"max_tokens": 500}, max_tokens_cap=64).max_tokens == 64
     assert sampling_params_from_request({}, max_tokens_cap=64).max_tokens == 64
     c = sampling_params_from_request({"logprobs": 2}, kind="completion")
@@ -56,9 +57,10 @@ def test_top_logprobs_needs_logprobs_and_budget():
 def test_builders_shapes():
     entries = [P.TokenLogprob("Hi", -0.5, [("Hi", -0.5), ("Yo", -1.0)]), P.TokenLogprob("!", -0.1)]
     chat = P.chat_logprobs(entries)
-    assert chat["content"][0] == {"token": "Hi", "logprob": -0.5, "bytes": [72, 105],
-                                  "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]},
-                                                   {"token": "Yo", "logprob": -1.0, "bytes": [89, 111]}]}
+    assert chat["content"][0] == {
+        "token": "Hi", "logprob": -0.5, "bytes": [72, 105],
+        "top_logprobs": [{"token": "Hi", "logprob": -0.5, "bytes": [72, 105]},
+                         {"token": "Yo", "logprob": -1.0, "bytes": [89, 111]}]}
     comp = P.completion_logprobs(entries, text_offset=3)
     assert comp == {"tokens": ["Hi", "!"], "token_logprobs": [-0.5, -0.1],
                     "top_logprobs": [{"Hi": -0.5, "Yo": -1.0}, {}], "text_offset": [3, 5]}
@@ -68,8 +70,10 @@ def test_builders_shapes():
                                  "finish_reason": None}]
     usage = P.chat_usage_chunk("id", "m", 1, P.usage(3, 4))
     assert usage["choices"] == [] and usage["usage"]["total_tokens"] == 7
-    whole = P.chat_completion("id", "m", [P.chat_choice(0, P.chat_message("a"), "stop")], P.usage(1, 1))
-    assert whole["object"] == "chat.completion" and whole["choices"][0]["message"]["role"] == "assistant"
+    whole = P.chat_completion("id", "m", [P.chat_choice(0, P.chat_message("a"), "stop")],
+                              P.usage(1, 1))
+    assert whole["object"] == "chat.completion"
+    assert whole["choices"][0]["message"]["role"] == "assistant"
     assert "reasoning_content" in P.chat_message("a", "r", with_reasoning=True)
     assert P.completion("id", "m", [], None)["object"] == "text_completion"
 

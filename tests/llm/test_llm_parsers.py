@@ -76,7 +76,8 @@ def test_reasoning_variants():
 
 
 def test_reasoning_tags_and_prompt_detection():
-    assert reasoning_tags({"reasoning_start_tag": "<r>", "reasoning_end_tag": "</r>"}, None) == ("<r>", "</r>")
+    family = {"reasoning_start_tag": "<r>", "reasoning_end_tag": "</r>"}
+    assert reasoning_tags(family, None) == ("<r>", "</r>")
     assert reasoning_tags({}, "{{ '<think>' }}...</think>") == ("<think>", "</think>")
     assert reasoning_tags({}, "{{ messages }}") is None
     assert prompt_opens_reasoning("<|im_start|>assistant\n<think>\n", "<think>", "</think>")
@@ -108,8 +109,8 @@ def test_bad_or_unknown_tool_calls_stay_content():
 def test_plain_json_calls():
     content, calls = parse_tool_calls('  {"name": "f", "parameters": {"x": 1}}', "json", {"f"})
     assert content is None and calls[0].name == "f" and json.loads(calls[0].arguments) == {"x": 1}
-    content, calls = parse_tool_calls('[{"name": "f", "arguments": {}}, {"name": "g", "arguments": "{}"}]',
-                                      "auto")
+    content, calls = parse_tool_calls('[{"name": "f", "arguments": {}}, '
+                                      '{"name": "g", "arguments": "{}"}]', "auto")
     assert [c.name for c in calls] == ["f", "g"] and calls[1].arguments == "{}"
     assert parse_tool_calls('{"answer": 42}', "auto") == ('{"answer": 42}', [])
     assert parse_tool_calls("Just text.", "json") == ("Just text.", [])

@@ -26,7 +26,8 @@ def logits_for(*rows):
 
 def test_greedy_rows_take_argmax():
     logits = logits_for([0.0, 3.0, 1.0], [5.0, 0.0, 1.0])
-    tokens, lps = sample_rows(logits, [Row(SamplingParams(temperature=0)), Row(SamplingParams(top_k=1))])
+    rows = [Row(SamplingParams(temperature=0)), Row(SamplingParams(top_k=1))]
+    tokens, lps = sample_rows(logits, rows)
     assert tokens == [1, 0] and lps == [None, None]
 
 
@@ -46,7 +47,8 @@ def test_top_k_and_top_p_restrict_the_choice():
     seen_k = {sample_rows(logits, [Row(SamplingParams(top_k=2, seed=s))])[0][0] for s in range(40)}
     assert seen_k == {0, 1}
     peaked = logits_for([10.0, 0.0, 0.0, 0.0, 0.0])
-    seen_p = {sample_rows(peaked, [Row(SamplingParams(top_p=0.5, seed=s))])[0][0] for s in range(40)}
+    seen_p = {sample_rows(peaked, [Row(SamplingParams(top_p=0.5, seed=s))])[0][0]
+              for s in range(40)}
     assert seen_p == {0}
     flat = torch.zeros(1, 5)
     seen_all = {sample_rows(flat, [Row(SamplingParams(seed=s))])[0][0] for s in range(60)}

@@ -23,7 +23,8 @@ CHATML_TOOLS_TEMPLATE = (
     "{%- if message.role == 'system' -%}{{- message.content + '\\n\\n' -}}{%- endif -%}"
     "{{- 'You may call these tools:\\n<tools>\\n' -}}"
     "{%- for tool in tools -%}{{- tool | tojson -}}{{- '\\n' -}}{%- endfor -%}"
-    "{{- '</tools>\\nAnswer a call as <tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>.<|im_end|>\\n' -}}"
+    "{{- '</tools>\\nAnswer a call as "
+    "<tool_call>{\"name\": ..., \"arguments\": ...}</tool_call>.<|im_end|>\\n' -}}"
     "{%- if message.role == 'system' -%}{%- continue -%}{%- endif -%}"
     "{%- endif -%}"
     "{%- if message.role == 'assistant' -%}"
@@ -37,7 +38,8 @@ CHATML_TOOLS_TEMPLATE = (
     "{%- endfor -%}"
     "{{- '<|im_end|>\\n' -}}"
     "{%- elif message.role == 'tool' -%}"
-    "{{- '<|im_start|>user\\n<tool_response>\\n' + message.content + '\\n</tool_response><|im_end|>\\n' -}}"
+    "{{- '<|im_start|>user\\n<tool_response>\\n' + message.content"
+    " + '\\n</tool_response><|im_end|>\\n' -}}"
     "{%- else -%}"
     "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' -}}"
     "{%- endif -%}"
@@ -51,7 +53,8 @@ CHATML_TOOLS_TEMPLATE = (
 )
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-TAG_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>"]
+TAG_TOKENS = ["<think>", "</think>", "<tool_call>", "</tool_call>",
+              "<tool_response>", "</tool_response>"]
 
 WEATHER_TOOL = {"type": "function", "function": {
     "name": "get_weather", "description": "Current weather of a city",
@@ -92,7 +95,8 @@ def _corpus() -> List[str]:
 
 
 def build_tokenizer(corpus: Optional[List[str]] = None, vocab_size: int = 600):
-    """A byte-level BPE tokenizer trained on ``corpus``, with ChatML special tokens and the template."""
+    """A byte-level BPE tokenizer trained on ``corpus``, with ChatML special tokens and the
+    template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -135,7 +139,9 @@ def _fit(model, tokenizer, max_steps: int = 600):
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     model.train()
     loss = float("inf")
-    for step in range(max_steps):
+    steps = 0
+    for _ in range(max_steps):
+        steps += 1
         out = model(input_ids=ids, attention_mask=mask, labels=labels)
         optimizer.zero_grad()
         out.loss.backward()
@@ -144,7 +150,7 @@ def _fit(model, tokenizer, max_steps: int = 600):
         if loss < 0.005:
             break
     model.eval()
-    return loss, step + 1
+    return loss, steps
 
 
 def build_tiny_qwen2(path: str, train: bool = False, hidden: int = 64, layers: int = 2,
@@ -156,10 +162,12 @@ def build_tiny_qwen2(path: str, train: bool = False, hidden: int = 64, layers: i
     torch.manual_seed(seed)
     tokenizer = build_tokenizer()
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2,
-                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=hidden,
+                         intermediate_size=hidden * 2, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=max_position, tie_word_embeddings=True,
-                         eos_token_id=im_end, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+                         eos_token_id=im_end, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None)
     model = Qwen2ForCausalLM(config)
     facts: Dict[str, Any] = {"path": path}
     if train:

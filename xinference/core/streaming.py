@@ -90,7 +90,7 @@ async def ready_batches(source: AsyncIterator[Any]) -> AsyncIterator[List[Any]]:
         task.cancel()
         try:
             await task
-        except (asyncio.CancelledError, Exception):
+        except asyncio.CancelledError:
             pass
         aclose = getattr(source, "aclose", None)
         if aclose is not None:

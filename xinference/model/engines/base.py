@@ -59,7 +59,7 @@ class Engine(ABC):
     def load(self) -> None:
         """Load the weights. Blocking: the model actor calls it in a worker thread."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Free the engine's resources; safe to call twice."""
 
     def describe(self) -> Dict[str, Any]:

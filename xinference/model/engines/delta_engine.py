@@ -245,7 +245,7 @@ class DeltaEngine(LLMEngine):
         if self.chat_template:
             try:
                 compile_template(self.chat_template)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure is a launch error
                 raise ModelLaunchError(
                     f"The model's chat template does not compile: {exc}") from None
         self.context_length = (self.config.context_length or family.get("context_length")
@@ -344,7 +344,7 @@ class DeltaEngine(LLMEngine):
             raise
         except ValueError as exc:  # the backend's own validation of the request
             queue.put_nowait(InvalidRequestError(f"{self.engine_name} refused the request: {exc}"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
             queue.put_nowait(exc)
         queue.put_nowait(_END)
 
@@ -408,7 +408,8 @@ class DeltaEngine(LLMEngine):
     def _generation(self, job: Job, chat: bool) -> Generation:
         return Generation(job.request_id, job.created, job.n_choices, self._typed(job, chat),
                           n=job.params.n, prompts=job.texts, reasoning=bool(job.reasoning),
-                          logprobs=job.params.logprobs)
+                          logprobs=job.params.logprobs,
+                          prompt_tokens=sum(map(len, job.prompts)))
 
     async def _typed(self, job: Job, chat: bool) -> AsyncIterator[Any]:
         assemblers = [ChatDeltaAssembler(job.reasoning, job.in_reasoning, job.tool_format,

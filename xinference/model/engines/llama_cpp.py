@@ -128,7 +128,8 @@ def _token_logprobs(logprobs: Any) -> List[TokenLogprob]:
     if not isinstance(logprobs, dict):
         return []
     return [TokenLogprob(e.get("token", ""), e.get("logprob"),
-                         [(t.get("token", ""), t.get("logprob")) for t in e.get("top_logprobs") or []])
+                         [(t.get("token", ""), t.get("logprob"))
+                          for t in e.get("top_logprobs") or []])
             for e in logprobs.get("content") or []]
 
 
@@ -271,8 +272,9 @@ class LlamaCppEngine(LLMEngine):
         jobs = self._jobs(request, kind)
         rid = str(request.get("request_id") or new_request_id())
         prompt = request.get("prompt")
-        prompts = ([prompt] if isinstance(prompt, str) else
-                   [p if isinstance(p, str) else "" for p in prompt or []]) if kind == "text" else []
+        prompts = (([prompt] if isinstance(prompt, str)
+                    else [p if isinstance(p, str) else "" for p in prompt or []])
+                   if kind == "text" else [])
         n = 1 if request.get("n") is None else request["n"]
         forced = kind == "chat" and forced_call_schema(request.get("tools"),
                                                        request.get("tool_choice"))

@@ -232,7 +232,7 @@ class MLXEngine(DeltaEngine):
                                  cancel, post)
             if cancel.is_set() and self._executor is None:
                 post(ModelUnavailableError("The model was stopped while generating"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer
             post(exc)
         finally:
             self.active -= 1

@@ -57,12 +57,14 @@ class SentenceTransformersRerank(BatchedSentenceModel, RerankEngine):
 
     def _pair_tokens(self, query: str, docs: List[str]) -> List[int]:
         if self._backend is not None:
-            encodings = self._backend.encode_batch([(query, d) for d in docs], add_special_tokens=True)
+            encodings = self._backend.encode_batch([(query, d) for d in docs],
+                                                   add_special_tokens=True)
             return [len(e.ids) for e in encodings]
         return [len(self._tokenizer(query, d)["input_ids"]) for d in docs]
 
     def _chunks(self, query: str, doc: str, max_chunks: int) -> List[str]:
-        """``doc`` cut at token boundaries into at most ``max_chunks`` pieces that fit beside ``query``."""
+        """``doc`` cut at token boundaries into at most ``max_chunks`` pieces that fit beside
+        ``query``."""
         query_tokens = len(self._tokenizer(query, add_special_tokens=False)["input_ids"])
         room = self.max_tokens - query_tokens - self._tokenizer.num_special_tokens_to_add(pair=True)
         if room < 1:

@@ -120,7 +120,7 @@ class Sequence:
     def _emit(self, out: StepOutput) -> None:
         try:
             self.emit(out)
-        except Exception:  # the consumer's loop is gone: nobody is listening any more
+        except Exception:  # noqa: BLE001 - the consumer's loop is gone: nobody listens any more
             self.cancelled = True
 
 

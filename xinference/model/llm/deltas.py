@@ -76,7 +76,8 @@ class Generation:
     ``n_choices`` choices are generated (``n`` per prompt, prompt-major); ``prompts``
     holds the completion prompts' texts (for ``echo``); ``reasoning`` tells whether
     the model can think (OpenAI answers then carry ``reasoning_content``);
-    ``logprobs``/``top_logprobs`` what the request asked for.
+    ``logprobs`` whether the request asked for them; ``prompt_tokens`` the prompt's
+    size when the engine knows it before generating (the final :class:`Usage` always has it).
     """
 
     request_id: str
@@ -88,6 +89,7 @@ class Generation:
     reasoning: bool = False
     logprobs: bool = False
     system_fingerprint: Optional[str] = None
+    prompt_tokens: Optional[int] = None
 
     async def aclose(self) -> None:
         """Stop the generation (its slot is freed); safe to call twice."""

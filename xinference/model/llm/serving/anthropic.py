@@ -12,9 +12,9 @@ The stream is ``message_start``, then per block ``content_block_start``,
 (stop reason, usage) and ``message_stop``. The whole answer is the same events
 folded into one ``message``, so both carry the same blocks.
 
-Usage: ``input_tokens`` is known only once the generation ends, so
-``message_start`` says 0 and ``message_delta`` gives the real count (the SDKs
-take it from there). Cached prompt tokens are reported as
+Usage: ``message_start`` gives the prompt's tokens when the engine counted them
+before generating (transformers, vLLM, SGLang, MLX), else 0 (llama.cpp counts as it
+runs); ``message_delta`` always gives the final counts (the SDKs take them from there). Cached prompt tokens are reported as
 ``cache_read_input_tokens`` and left out of ``input_tokens``, as Anthropic counts.
 ``stop_sequence`` is always null: engines cut a matched stop string without
 saying which one matched, so a stop sequence ends the message as ``end_turn``.
@@ -30,6 +30,7 @@ from ....errors import InvalidRequestError
 from ...operations import InferenceCall, Operation
 from ..deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
 from .anthropic_request import openai_chat_request, tool_use_id
+from .gather import started
 
 _STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 
@@ -51,11 +52,13 @@ def usage_dict(usage: Usage) -> Dict[str, int]:
     return out
 
 
-def message_shell(message_id: str, model: str) -> Dict[str, Any]:
-    """The ``message`` of ``message_start``: no content yet, no stop reason."""
+def message_shell(message_id: str, model: str, prompt_tokens: Optional[int] = None
+                  ) -> Dict[str, Any]:
+    """The ``message`` of ``message_start``: no content yet, no stop reason, the prompt's
+    tokens when the engine knew them before generating (else 0)."""
     return {"id": message_id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0}}
+            "usage": {"input_tokens": prompt_tokens or 0, "output_tokens": 0}}
 
 
 def _start(index: int, block: Dict[str, Any]) -> Dict[str, Any]:
@@ -139,8 +142,10 @@ async def message_events(gen: Generation, model: str) -> AsyncIterator[Dict[str,
     """The Anthropic stream events of a generation's first choice; closing this stops it."""
     blocks, usage, finish = BlockStream(), Usage(), None
     try:
-        yield {"type": "message_start", "message": message_shell(f"msg_{gen.request_id}", model)}
-        async for item in gen.deltas:
+        running = await started(gen.deltas)
+        yield {"type": "message_start", "message": message_shell(f"msg_{gen.request_id}", model,
+                                                                gen.prompt_tokens)}
+        async for item in running:
             if isinstance(item, Usage):
                 usage = item
             elif item.index == 0:

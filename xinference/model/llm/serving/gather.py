@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import AsyncIterator, Dict, List, Optional, Tuple
 
-from ..deltas import ChoiceDelta, Generation, Usage
+from ..deltas import ChoiceDelta, Generation, Item, Usage
 from ..protocol import TokenLogprob
 
 
@@ -70,3 +70,24 @@ async def gather(gen: Generation) -> Tuple[List[GatheredChoice], Usage]:
             else:
                 choices[item.index].add(item)
     return choices, usage
+
+
+_NOTHING = object()
+
+
+async def _chain(first: object, items: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    if first is _NOTHING:
+        return
+    yield first
+    async for item in items:
+        yield item
+
+
+async def started(items: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    """``items`` with its first item already pulled: await this before sending anything,
+    so the work has begun (and can be aborted by its id) once the client hears of it."""
+    try:
+        first = await items.__anext__()
+    except StopAsyncIteration:
+        first = _NOTHING
+    return _chain(first, items)

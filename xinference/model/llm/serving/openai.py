@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Dict, List, Optional
 from ...operations import InferenceCall, Operation
 from .. import protocol as P
 from ..deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
-from .gather import GatheredChoice, gather
+from .gather import GatheredChoice, gather, started
 
 
 def usage_dict(usage: Usage) -> Dict[str, Any]:
@@ -56,24 +56,6 @@ def stream(engine: Any, call: InferenceCall) -> AsyncIterator[Dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------ chat
-_NOTHING = object()
-
-
-async def _first(items: AsyncIterator[Any]) -> Any:
-    try:
-        return await items.__anext__()
-    except StopAsyncIteration:
-        return _NOTHING
-
-
-async def _chain(first: Any, items: AsyncIterator[Any]) -> AsyncIterator[Any]:
-    if first is _NOTHING:
-        return
-    yield first
-    async for item in items:
-        yield item
-
-
 def _call_dict(call: Any) -> Dict[str, Any]:
     return {"id": call.id, "type": "function",
             "function": {"name": call.name, "arguments": call.arguments}}
@@ -134,10 +116,10 @@ async def chat_chunks(gen: Generation, model: str,
         return P.chat_logprobs(pending[i]) if gen.logprobs and pending[i] else None
 
     async with contextlib.aclosing(gen.deltas) as items:
-        first = await _first(items)  # started (and abortable) before the client hears of it
+        running = await started(items)
         for i in range(gen.n_choices):
             yield chunk(i, {"role": "assistant", "content": ""})
-        async for item in _chain(first, items):
+        async for item in running:
             if isinstance(item, Usage):
                 usage = item
                 continue

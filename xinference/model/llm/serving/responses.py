@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Dict, List, Mapping, Optional
 
 from ...operations import InferenceCall
 from ..deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
+from .gather import started
 from .responses_request import chat_request
 
 
@@ -265,10 +266,11 @@ def _start(engine: Any, call: InferenceCall) -> tuple:
 
 async def _run(gen: Generation, builder: ResponseBuilder) -> AsyncIterator[List[Dict]]:
     usage = Usage()
-    builder.start()
-    yield builder.drain()
     async with contextlib.aclosing(gen.deltas) as items:
-        async for item in items:
+        running = await started(items)
+        builder.start()
+        yield builder.drain()
+        async for item in running:
             if isinstance(item, Usage):
                 usage = item
             elif item.index == 0:
