@@ -14,8 +14,9 @@ folded into one ``message``, so both carry the same blocks.
 
 Usage: ``message_start`` gives the prompt's tokens when the engine counted them
 before generating (transformers, vLLM, SGLang, MLX), else 0 (llama.cpp counts as it
-runs); ``message_delta`` always gives the final counts (the SDKs take them from there). Cached prompt tokens are reported as
-``cache_read_input_tokens`` and left out of ``input_tokens``, as Anthropic counts.
+runs); ``message_delta`` always gives the final counts (the SDKs take them from there).
+Cached prompt tokens are reported as ``cache_read_input_tokens`` and left out of
+``input_tokens``, as Anthropic counts.
 ``stop_sequence`` is always null: engines cut a matched stop string without
 saying which one matched, so a stop sequence ends the message as ``end_turn``.
 """
