@@ -105,3 +105,13 @@ def test_openai_json_object_mode(oai, cpu_llm):
         messages=[{"role": "user", "content": "Describe your favourite food in JSON."}])
     assert out.choices[0].finish_reason == "stop"
     assert isinstance(json.loads(out.choices[0].message.content), dict)
+
+
+def test_anthropic_names_the_stop_sequence_on_transformers(claude, smollm2_tf):
+    message = claude.messages.create(
+        model=smollm2_tf, max_tokens=48, stop_sequences=["whale", "Whale"],
+        messages=[{"role": "user", "content": "Write one sentence about whales."}],
+        extra_body={"temperature": 0})
+    assert (message.stop_reason, message.stop_sequence) in (("stop_sequence", "whale"),
+                                                            ("stop_sequence", "Whale"))
+    assert "whale" not in message.content[0].text.lower()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xinference.errors import InvalidRequestError, RequestAbortedError
+from xinference.errors import InvalidRequestError, RequestAbortedError, XinferenceError
 from xinference.model.engines.base import EngineConfig
 from xinference.settings import get_settings
 
@@ -444,3 +444,15 @@ def test_smollm2_json_schema(smollm2):
     assert set(data) == {"name", "age"}
     assert isinstance(data["name"], str) and isinstance(data["age"], int)
     assert out["choices"][0]["finish_reason"] == "stop"
+
+
+def test_a_failing_first_token_fails_its_request_instead_of_hanging(rand, monkeypatch):
+    def broken(ids):
+        raise RuntimeError("detokenizer broke")
+
+    monkeypatch.setattr(rand, "_decode", broken)
+    request = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    with pytest.raises(XinferenceError, match="detokenizer broke"):
+        run(asyncio.wait_for(rand.chat(request), 60))
+    monkeypatch.undo()
+    assert run(rand.chat(request))["choices"][0]["finish_reason"] in ("stop", "length")

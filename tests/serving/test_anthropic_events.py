@@ -220,3 +220,17 @@ def test_the_sdk_accumulates_our_stream_into_our_message():
         whole).model_dump(exclude_none=True)
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use", "tool_use"]
     assert final.usage.input_tokens == 16 and final.stop_reason == "tool_use"
+
+
+@pytest.mark.parametrize("matched, expected", [("END", ("stop_sequence", "END")),
+                                               ("<|im_end|>", ("end_turn", None)),
+                                               (None, ("end_turn", None))])
+def test_a_requested_stop_sequence_is_named(matched, expected):
+    engine = Engine(ChoiceDelta(content="a"),
+                    ChoiceDelta(finish_reason="stop", stop_sequence=matched), Usage(3, 1))
+    gen = engine.start_chat({"messages": [{"role": "user", "content": "x"}]})
+
+    async def pull():
+        return [e async for e in dialect.message_events(gen, "m", ["END"])]
+    delta = asyncio.run(pull())[-2]["delta"]
+    assert (delta["stop_reason"], delta["stop_sequence"]) == expected

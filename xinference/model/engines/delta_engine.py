@@ -61,6 +61,7 @@ class Delta:
     logprobs: List[P.TokenLogprob] = field(default_factory=list)
     finish_reason: Optional[str] = None
     completion_tokens: int = 0
+    stop_sequence: Optional[str] = None
 
 
 @dataclass
@@ -419,6 +420,8 @@ class DeltaEngine(LLMEngine):
         async with contextlib.aclosing(self._generate(job)) as deltas:
             async for d in deltas:
                 tokens[d.index] = max(tokens[d.index], d.completion_tokens)
-                yield parsed_delta(assemblers[d.index], d.index, d.text, d.finish_reason,
-                                   d.logprobs)
+                delta = parsed_delta(assemblers[d.index], d.index, d.text, d.finish_reason,
+                                     d.logprobs)
+                delta.stop_sequence = d.stop_sequence
+                yield delta
         yield Usage(sum(map(len, job.prompts)), sum(tokens))

@@ -109,7 +109,8 @@ class _Choice:
         finish = "stop" if stopped else None
         if finish is None and self.count >= self.budget:
             text, finish = text + self.tail(), "length"
-        return Delta(self.index, text, entries, finish, self.count)
+        return Delta(self.index, text, entries, finish, self.count,
+                     self.stopper.matched if stopped else None)
 
     def tail(self) -> str:
         """Text still held back by the detokenizer and the stop matcher, at the end."""

@@ -127,8 +127,11 @@ class StreamReader:
                 seen = self.tokens_seen.get(index, 0)
                 tokens, tops, self.tokens_seen[index] = tokens[seen:], tops[seen:], len(tokens)
             lps = _logprobs(tokens, tops, self.top, self.text_of)
+        reason = meta.get("finish_reason")
+        matched = reason.get("matched") if isinstance(reason, dict) else None
         return Delta(self.base + index, text, lps, _finish(meta),
-                     int(meta.get("completion_tokens") or 0))
+                     int(meta.get("completion_tokens") or 0),
+                     matched if isinstance(matched, str) else None)
 
 
 class SGLangEngine(DeltaEngine):

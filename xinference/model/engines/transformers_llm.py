@@ -180,7 +180,7 @@ class TransformersEngine(DeltaEngine):
                     raise _domain_error(out.error)
                 remaining -= out.finish_reason is not None
                 yield Delta(index, out.text, [out.logprob] if out.logprob is not None else [],
-                            out.finish_reason, out.completion_tokens)
+                            out.finish_reason, out.completion_tokens, out.stop_sequence)
         finally:
             for seq in seqs:
                 if not seq.done:

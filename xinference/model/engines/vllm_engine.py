@@ -121,7 +121,9 @@ def deltas_of(output: Any, base: int, counts: Dict[int, int], top: Optional[int]
         if reason == "abort":
             raise RequestAbortedError("vLLM aborted the request")
         lps = token_logprobs(o.logprobs, ids, top, text_of) if top is not None else []
-        deltas.append(Delta(index, o.text or "", lps, reason, counts[index]))
+        matched = getattr(o, "stop_reason", None)  # the stop string, when one ended it
+        deltas.append(Delta(index, o.text or "", lps, reason, counts[index],
+                            matched if isinstance(matched, str) else None))
     return deltas
 
 

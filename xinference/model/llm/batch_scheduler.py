@@ -61,6 +61,7 @@ class StepOutput:
     finish_reason: Optional[str] = None
     completion_tokens: int = 0
     error: Optional[BaseException] = None
+    stop_sequence: Optional[str] = None
 
 
 class Sequence:
@@ -90,7 +91,7 @@ class Sequence:
         """Record a sampled token, emit its output; True if the sequence is finished."""
         self.generated.append(token)
         self.last_token = token
-        finish = None
+        finish, matched = None, None
         if self.constraint is not None and token not in self.stop_ids:
             self.constraint.consume_token(token)
         if token in self.stop_ids:
@@ -98,7 +99,7 @@ class Sequence:
         else:
             text, stopped = self.stopper.feed(self.detok.add(token))
             if stopped:
-                finish, logprob = "stop", None
+                finish, logprob, matched = "stop", None, self.stopper.matched
             elif len(self.generated) >= self.budget:
                 text, finish = text + self._tail(), "length"
         entry = None
@@ -106,7 +107,7 @@ class Sequence:
             entry = TokenLogprob(self.token_text(token), logprob[0],
                                  [(self.token_text(t), lp) for t, lp in logprob[1]])
         self.done = finish is not None
-        self._emit(StepOutput(text, entry, finish, len(self.generated)))
+        self._emit(StepOutput(text, entry, finish, len(self.generated), stop_sequence=matched))
         return self.done
 
     def fail(self, error: BaseException) -> None:
@@ -233,11 +234,12 @@ class BatchScheduler:
             try:
                 cache, logits = self._prefill(seq)
                 tokens, logprobs = sample_rows(logits, [seq])
-            except Exception as exc:
+                finished = seq.accept(tokens[0], logprobs[0])
+            except Exception as exc:  # noqa: BLE001 - fails this sequence, not the batch
                 logger.exception("prefill failed")
                 seq.fail(exc)
                 continue
-            if not seq.accept(tokens[0], logprobs[0]) and not seq.cancelled:
+            if not finished and not seq.cancelled:
                 joined.append((seq, cache))
         if joined:
             self._merge(joined)

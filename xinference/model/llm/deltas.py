@@ -35,7 +35,8 @@ class ChoiceDelta:
 
     ``content`` is answer text, ``reasoning`` the model's thinking (already split out
     of the text), ``tool_calls`` fragments of the calls it makes; ``finish_reason``
-    (``stop``, ``length`` or ``tool_calls``) is set on the choice's last delta.
+    (``stop``, ``length`` or ``tool_calls``) is set on the choice's last delta, with
+    ``stop_sequence`` the stop string that ended it when the engine knows which.
     """
 
     index: int = 0
@@ -45,6 +46,7 @@ class ChoiceDelta:
     logprobs: List[TokenLogprob] = field(default_factory=list)
     token_ids: List[int] = field(default_factory=list)
     finish_reason: Optional[str] = None
+    stop_sequence: Optional[str] = None
 
     @property
     def empty(self) -> bool:

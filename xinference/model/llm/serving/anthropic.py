@@ -17,15 +17,17 @@ before generating (transformers, vLLM, SGLang, MLX), else 0 (llama.cpp counts as
 runs); ``message_delta`` always gives the final counts (the SDKs take them from there).
 Cached prompt tokens are reported as ``cache_read_input_tokens`` and left out of
 ``input_tokens``, as Anthropic counts.
-``stop_sequence`` is always null: engines cut a matched stop string without
-saying which one matched, so a stop sequence ends the message as ``end_turn``.
+A message cut by one of the request's ``stop_sequences`` ends with ``stop_reason``
+``stop_sequence`` naming it, on the engines that tell which stop string matched
+(transformers, vLLM, SGLang, MLX); on llama.cpp, which does not, it ends as ``end_turn``
+with ``stop_sequence`` null.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, AsyncIterator, Dict, List, Optional
+from typing import Any, AsyncIterator, Dict, List, Optional, Sequence
 
 from ....errors import InvalidRequestError
 from ...operations import InferenceCall, Operation
@@ -139,9 +141,10 @@ class BlockStream:
         return out + self._close()
 
 
-async def message_events(gen: Generation, model: str) -> AsyncIterator[Dict[str, Any]]:
+async def message_events(gen: Generation, model: str,
+                         stop_sequences: Sequence[str] = ()) -> AsyncIterator[Dict[str, Any]]:
     """The Anthropic stream events of a generation's first choice; closing this stops it."""
-    blocks, usage, finish = BlockStream(), Usage(), None
+    blocks, usage, finish, matched = BlockStream(), Usage(), None, None
     try:
         running = await started(gen.deltas)
         yield {"type": "message_start", "message": message_shell(f"msg_{gen.request_id}", model,
@@ -153,12 +156,17 @@ async def message_events(gen: Generation, model: str) -> AsyncIterator[Dict[str,
                 for event in blocks.feed(item):
                     yield event
                 finish = item.finish_reason or finish
+                matched = item.stop_sequence or matched
     finally:
         await gen.aclose()
     for event in blocks.finish():
         yield event
     reason = stop_reason(finish, bool(blocks.calls))
-    yield {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": None},
+    if reason != "end_turn" or matched not in stop_sequences:
+        matched = None
+    elif matched is not None:
+        reason = "stop_sequence"
+    yield {"type": "message_delta", "delta": {"stop_reason": reason, "stop_sequence": matched},
            "usage": usage_dict(usage)}
     yield {"type": "message_stop"}
 
@@ -218,9 +226,14 @@ async def answer(engine: Any, call: InferenceCall) -> Dict[str, Any]:
         request = openai_chat_request(call.body)
         return {"input_tokens": await asyncio.to_thread(engine.count_chat_tokens, request)}
     gen = _generation(engine, call, False)
-    return await fold_message(message_events(gen, engine.config.model_uid))
+    return await fold_message(message_events(gen, engine.config.model_uid, _stops(call)))
 
 
 def stream(engine: Any, call: InferenceCall) -> AsyncIterator[Dict[str, Any]]:
     """The stream events of a chat call; the request is validated before this returns."""
-    return message_events(_generation(engine, call, True), engine.config.model_uid)
+    return message_events(_generation(engine, call, True), engine.config.model_uid,
+                          _stops(call))
+
+
+def _stops(call: InferenceCall) -> List[str]:
+    return [s for s in call.body.get("stop_sequences") or [] if isinstance(s, str)]
