@@ -5,8 +5,11 @@ transformers); and OpenAI's ``json_object`` mode on both."""
 import json
 
 import anthropic
+import httpx
 import openai
 import pytest
+
+from .conftest import DEFAULT_MODEL
 
 WEATHER = {"name": "get_weather", "description": "Weather of a city",
            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
@@ -114,3 +117,23 @@ def test_anthropic_names_the_stop_sequence_on_transformers(claude, smollm2_tf):
         extra_body={"temperature": 0})
     assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "ocean")
     assert message.content[0].text.endswith("of the ")
+
+
+def test_anthropic_stop_sequence_cuts_the_text_on_llama_cpp(claude):
+    message = claude.messages.create(model=DEFAULT_MODEL, max_tokens=48,
+                                     stop_sequences=["whale", "Whale"],
+                                     messages=[{"role": "user",
+                                                "content": "Write one sentence about whales."}],
+                                     extra_body={"temperature": 0})
+    assert "whale" not in message.content[0].text.lower()
+    assert message.stop_reason == "end_turn" and message.stop_sequence is None
+
+
+def test_anthropic_models_and_errors(claude, local_server):
+    assert DEFAULT_MODEL in [m.id for m in claude.models.list().data]
+    assert claude.models.retrieve(DEFAULT_MODEL).type == "model"
+    with pytest.raises(anthropic.NotFoundError):
+        claude.messages.create(model="no-such-model", max_tokens=4, messages=ASK)
+    bare = httpx.post(f"{local_server.base_url}/v1/messages", timeout=30,
+                      json={"model": DEFAULT_MODEL, "messages": ASK})
+    assert bare.status_code == 400 and bare.json()["error"]["type"] == "invalid_request_error"
