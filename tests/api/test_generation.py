@@ -103,3 +103,17 @@ async def test_tool_result_round_trip(api):
     assert out.choices[0].message.content == "echo: and then"
     sent = api.cluster.models["chat"].replicas[0].calls[-1].body["messages"]
     assert sent[1]["tool_calls"][0]["id"] == call.id and sent[2]["tool_call_id"] == call.id
+
+
+@pytest.mark.parametrize("dialect", ["anthropic", "responses"])
+async def test_the_cap_holds_in_every_dialect(cluster, dialect):
+    async with Api.open(cluster, max_tokens=2) as api:
+        if dialect == "anthropic":
+            out = await api.anthropic().messages.create(model="chat", max_tokens=50,
+                                                        messages=user("a b c"))
+            assert out.stop_reason == "max_tokens" and out.usage.output_tokens == 2
+        else:
+            out = await api.openai.responses.create(model="chat", input="a b c",
+                                                    max_output_tokens=50)
+            assert out.status == "incomplete" and out.usage.output_tokens == 2
+    assert cluster.models["chat"].requests[-1]["max_tokens"] == 2
