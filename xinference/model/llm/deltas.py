@@ -15,9 +15,6 @@ from typing import AsyncIterator, List, Optional, Union
 
 from .protocol import TokenLogprob
 
-FINISH_REASONS = ("stop", "length", "tool_calls")
-
-
 @dataclass
 class ToolCallDelta:
     """A piece of one tool call. The call's first piece has ``id`` and ``name``;

@@ -12,9 +12,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-FINISH_REASONS = ("stop", "length", "tool_calls")
-
-
 def new_request_id() -> str:
     return uuid.uuid4().hex
 
