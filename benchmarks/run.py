@@ -24,10 +24,10 @@ from typing import List, Optional
 
 from .common import DEFAULT_JSON, Report, format_table, machine_facts, package_versions
 
-SECTIONS = ("startup", "overhead", "streaming", "concurrency", "embeddings")
+SECTIONS = ("startup", "overhead", "streaming", "concurrency", "embeddings", "audio")
 PACKAGES = ("xinference", "xoscar", "fastapi", "starlette", "uvicorn", "pydantic", "httpx",
             "uvloop", "httptools", "orjson", "xllamacpp", "torch", "transformers",
-            "sentence-transformers")
+            "sentence-transformers", "faster-whisper", "ctranslate2", "hibari-tts", "av")
 # Modules whose first import compiles most bytecode; warmed once so timings mean steady state.
 WARM_IMPORTS = ("xinference.deploy.local", "xinference.api.app", "xinference.core.supervisor",
                 "xinference.core.worker", "xllamacpp", "sentence_transformers",

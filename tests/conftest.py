@@ -19,9 +19,12 @@ from xinference.model.files import offline_package_path  # noqa: E402
 
 TIERS = ("unit", "api", "engine", "e2e")
 ENGINE_FILES = {
+    "engines/test_audio_engines.py", "engines/test_whisper_transformers.py",
     "engines/test_json_mode.py", "engines/test_llama_cpp.py", "engines/test_mlx_engine.py",
     "engines/test_st_embedding.py", "engines/test_st_rerank.py",
     "engines/test_transformers_llm.py", "serving/test_llama_cpp_tokens.py",
+    "engines/test_diffusers_image.py",
+    "engines/test_transformers_vision.py", "engines/test_llama_cpp_vision.py",
 }
 E2E_FILES = {"cluster/test_cluster_processes.py"}
 _TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -83,3 +86,19 @@ def tiny_reranker_dir(tmp_path_factory, minilm_dir) -> str:
     BertForSequenceClassification(config).save_pretrained(folder)
     BertTokenizerFast.from_pretrained(minilm_dir).save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_sd_dir(tmp_path_factory) -> str:
+    """A tiny random Stable Diffusion pipeline folder (32x32 images; tests/image_models.py)."""
+    from image_models import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd"))
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_dir(tmp_path_factory) -> str:
+    """The same with an inpainting UNet (9 input channels)."""
+    from image_models import build_tiny_sd
+
+    return build_tiny_sd(tmp_path_factory.mktemp("tiny-sd-inpaint"), in_channels=9)

@@ -41,6 +41,9 @@ class ModelType:
     routes: str
     client_handle: str
     family_check: str
+    # Optional "module:function" turning the type's own definition shape into the common
+    # one (``model_specs``) before any check, e.g. Xinference's flat image definitions.
+    family_shape: Optional[str] = None
 
     def load(self, part: str) -> Any:
         """Import the part named by attribute ``part`` (e.g. ``"routes"``)."""
@@ -76,6 +79,24 @@ MODEL_TYPES: Tuple[ModelType, ...] = (
               "xinference.api.routes_openai:router",
               "xinference.client.handles:RerankModelHandle",
               "xinference.model.family_checks:check_rerank"),
+    ModelType("image", "image",
+              frozenset({Operation.TEXT_TO_IMAGE, Operation.IMAGE_TO_IMAGE, Operation.INPAINT,
+                         Operation.ABORT}),
+              "xinference.model.image.engine:ImageEngine",
+              "xinference.model.image.serving",
+              "xinference.api.routes_image:router",
+              "xinference.client.handles:ImageModelHandle",
+              "xinference.model.image.family:check_image",
+              family_shape="xinference.model.image.family:flat_to_specs"),
+    ModelType("audio", "audio",
+              frozenset({Operation.TRANSCRIBE, Operation.TRANSLATE, Operation.SPEECH,
+                         Operation.ABORT}),
+              "xinference.model.audio.interface:AudioEngine",
+              "xinference.model.audio.serving",
+              "xinference.api.routes_audio:router",
+              "xinference.client.handles:AudioModelHandle",
+              "xinference.model.audio.family:check_audio",
+              family_shape="xinference.model.audio.family:flat_to_specs"),
 )
 
 _BY_NAME: Dict[str, ModelType] = {t.name.lower(): t for t in MODEL_TYPES}

@@ -56,6 +56,14 @@ class Settings:
     responses_store_size: int = 1000
     responses_store_max_bytes: int = 256 << 20
     responses_store_ttl: float = 86400.0
+    text_to_image_batching_size: Optional[str] = None
+    image_url_ttl: float = 3600.0
+    image_url_store_max_bytes: int = 256 << 20
+    image_request_max_bytes: int = 32 << 20
+    image_fetch_hosts: Optional[str] = None
+    image_fetch_timeout: float = 10.0
+    image_max_bytes: int = 10 << 20
+    image_max_count: int = 8
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> "Settings":
@@ -85,6 +93,38 @@ class Settings:
             raise SettingsError("XINFERENCE_BATCH_SIZE must be at least 1")
         if self.model_actor_auto_recover_limit < 0:
             raise SettingsError("XINFERENCE_MODEL_ACTOR_AUTO_RECOVER_LIMIT must be 0 or more")
+        self._validate_images()
+        if self.image_max_bytes < 1 or self.image_max_count < 0 or self.image_fetch_timeout <= 0:
+            raise SettingsError("XINFERENCE_IMAGE_MAX_BYTES and XINFERENCE_IMAGE_FETCH_TIMEOUT "
+                                "must be positive, XINFERENCE_IMAGE_MAX_COUNT 0 or more")
+
+    def _validate_images(self) -> None:
+        """The /v1/images settings (see docs/images.md)."""
+        if self.image_url_ttl <= 0 or self.image_url_store_max_bytes < 1:
+            raise SettingsError("XINFERENCE_IMAGE_URL_TTL and XINFERENCE_IMAGE_URL_STORE_MAX_BYTES "
+                                "must be positive")
+        if self.image_request_max_bytes < 1:
+            raise SettingsError("XINFERENCE_IMAGE_REQUEST_MAX_BYTES must be positive")
+        _ = self.text_to_image_pixel_budget
+
+    @property
+    def text_to_image_pixel_budget(self) -> int:
+        """XINFERENCE_TEXT_TO_IMAGE_BATCHING_SIZE as pixels per pipeline call: "1024*1024",
+        "1024x1024" or a number of pixels; unset: 1024*1024."""
+        raw = (self.text_to_image_batching_size or "").strip()
+        if not raw:
+            return 1024 * 1024
+        sides = raw.lower().replace("x", "*").split("*")
+        try:
+            pixels = 1
+            for side in sides:
+                pixels *= int(side)
+        except ValueError:
+            pixels = 0
+        if len(sides) > 2 or pixels < 1:
+            raise SettingsError(f"XINFERENCE_TEXT_TO_IMAGE_BATCHING_SIZE={raw!r} is not a pixel "
+                                "count such as 1024*1024")
+        return pixels
 
     @property
     def logs_dir(self) -> Path:

@@ -190,6 +190,18 @@ class LocalCluster:
         model = self.models[uid] = LocalModel(uid, model_type, model_name, engines)
         return model
 
+    def host(self, engine: Any) -> LocalModel:
+        """Serve an engine the test built and loaded (a real one, e.g. an image engine) as
+        model ``engine.config.model_uid``, with one replica."""
+        cfg = engine.config
+        if cfg.model_uid in self.models:
+            raise DuplicateModelError(f"Model {cfg.model_uid!r} is already running",
+                                      param="model_uid")
+        model = LocalModel(cfg.model_uid, cfg.model_type, cfg.model_name,
+                           [LocalReplica(engine)])
+        self.models[cfg.model_uid] = model
+        return model
+
     def model(self, uid: str) -> LocalModel:
         if uid not in self.models:
             raise ModelNotFoundError(f"No running model with uid {uid!r}", param="model")

@@ -12,7 +12,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Dict, Optional
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -83,8 +83,13 @@ async def unless_client_leaves(request: Request, awaitable: Awaitable) -> Any:
 
 
 async def respond(request: Request, model_uid: str, call: InferenceCall,
-                  envelope: Envelope = OPENAI, observe: Optional[Observer] = None) -> Response:
-    """Run ``call`` on ``model_uid`` and answer the client, whole or streamed."""
+                  envelope: Envelope = OPENAI, observe: Optional[Observer] = None,
+                  media_type: Optional[str] = None) -> Response:
+    """Run ``call`` on ``model_uid`` and answer the client, whole or streamed.
+
+    ``media_type``: the answer is not JSON (audio, subtitles): a whole answer is sent
+    with this type, a stream as the replica's raw bytes (no SSE framing, pings or end
+    marker). Errors before the first byte are JSON in the dialect's shape either way."""
     gateway = gateway_of(request)
     call.body.setdefault("request_id", uuid.uuid4().hex)
     gateway.cap_max_tokens(call.body)
@@ -95,14 +100,16 @@ async def respond(request: Request, model_uid: str, call: InferenceCall,
                 return Response(status_code=499)
             if observe is not None:
                 observe(result)
-            return Response(result, media_type="application/json")
-        return await _streamed(request, gateway, model_uid, call, envelope, observe)
+            return Response(result, media_type=media_type or "application/json")
+        return await _streamed(request, gateway, model_uid, call, envelope, observe,
+                               media_type)
     except Exception as exc:  # noqa: BLE001 - before any byte went out: a plain error answer
         return envelope.error_response(exc)
 
 
 async def _streamed(request: Request, gateway: Gateway, model_uid: str, call: InferenceCall,
-                    envelope: Envelope, observe: Optional[Observer]) -> Response:
+                    envelope: Envelope, observe: Optional[Observer],
+                    media_type: Optional[str] = None) -> Response:
     batches = gateway.stream(model_uid, call).__aiter__()
     try:
         first = await unless_client_leaves(request, batches.__anext__())
@@ -120,6 +127,21 @@ async def _streamed(request: Request, gateway: Gateway, model_uid: str, call: In
         async for batch in batches:
             yield batch
 
+    if media_type is not None:
+        return StreamingResponse(_raw(replay(), batches), media_type=media_type,
+                                 headers=_STREAM_HEADERS)
     events = sse_events(replay(), gateway.settings.sse_ping_attempts_seconds, envelope,
                         on_close=batches.aclose, observe=observe)
     return StreamingResponse(events, media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+
+async def _raw(chunks: AsyncIterator[bytes], batches: Any) -> AsyncIterator[bytes]:
+    """A raw stream's bytes as they come. A failure after the first byte cannot be told
+    in the body, so it is raised: the server cuts the connection and the client sees
+    an incomplete answer rather than a short one that looks whole."""
+    try:
+        async for chunk in chunks:
+            if chunk:
+                yield chunk
+    finally:
+        await batches.aclose()

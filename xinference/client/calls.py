@@ -16,7 +16,8 @@ class Call:
 
     ``action`` completes "Failed to ..." in error messages. ``parse`` turns the
     decoded JSON (or the raw bytes when ``raw``) into the method's result.
-    ``stream`` asks for an SSE answer: the result is then an iterator of chunks.
+    ``stream`` asks for an SSE answer: the result is then an iterator of chunks (with
+    ``raw`` too, of the body's bytes as they come: streamed speech).
     """
 
     method: str

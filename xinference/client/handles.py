@@ -11,6 +11,7 @@ nothing of the server); the class may refine the choice with :meth:`ModelHandle.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Dict, List, Optional, Union
 
 from ..model_types import find_model_type
@@ -125,37 +126,118 @@ class RerankModelHandle(ModelHandle):
 
 
 class ImageModelHandle(ModelHandle):
-    """An image model (``/v1/images/generations``); the server has no image type yet."""
+    """An image model: ``/v1/images/generations``, ``/variations``, ``/edits``, ``/inpainting``.
 
-    def text_to_image(self, prompt: str, n: int = 1, size: str = "1024*1024",
+    Answers are OpenAI's ``{"created", "data": [{"url"} | {"b64_json"}]}``; ``size`` is
+    ``"W*H"`` or ``"WxH"``; keyword arguments (``seed``, ``num_inference_steps``,
+    ``guidance_scale``, ``negative_prompt``, ``strength``) go with the request.
+    """
+
+    def text_to_image(self, prompt: str, n: int = 1, size: Optional[str] = None,
                       response_format: str = "url", **kwargs: Any) -> Any:
-        """Draw ``n`` images of ``size`` (``"W*H"``) from ``prompt``."""
-        body = {"model": self.model_uid, "prompt": prompt, "n": n, "size": size,
-                "response_format": response_format, **kwargs}
+        """Draw ``n`` images of ``size`` (default: the model's own) from ``prompt``."""
+        body = drop_none({"model": self.model_uid, "prompt": prompt, "n": n, "size": size,
+                          "response_format": response_format, **kwargs})
         return self._post("/v1/images/generations", "create images", body)
+
+    def _upload(self, path: str, verb: str, files: Dict[str, Any], fields: Dict[str, Any]
+                ) -> Any:
+        form = {k: v if isinstance(v, str) else json.dumps(v)
+                for k, v in drop_none({"model": self.model_uid, **fields}).items()}
+        action = f"{verb} with model {self.model_uid!r}"
+        parts = {name: (name, data, "application/octet-stream") for name, data in files.items()}
+        return self._run(Call("POST", path, action, data=form, files=parts))
+
+    def image_to_image(self, image: bytes, prompt: str = "",
+                       negative_prompt: Optional[str] = None, n: int = 1,
+                       size: Optional[str] = None, response_format: str = "url",
+                       **kwargs: Any) -> Any:
+        """``n`` images made from ``image`` (an image file's bytes), guided by ``prompt``;
+        ``size`` defaults to the image's own (rounded down to multiples of 8)."""
+        return self._upload("/v1/images/variations", "vary images", {"image": image},
+                            {"prompt": prompt, "negative_prompt": negative_prompt, "n": n,
+                             "size": size, "response_format": response_format, **kwargs})
+
+    def image_edit(self, image: bytes, prompt: str, mask: Optional[bytes] = None, n: int = 1,
+                   size: Optional[str] = None, response_format: str = "url",
+                   **kwargs: Any) -> Any:
+        """OpenAI's edit: ``image`` remade from ``prompt``; with ``mask``, only its white
+        (or transparent) part is redrawn, which needs an inpainting model."""
+        files = {"image": image} if mask is None else {"image": image, "mask": mask}
+        return self._upload("/v1/images/edits", "edit images", files,
+                            {"prompt": prompt, "n": n, "size": size,
+                             "response_format": response_format, **kwargs})
+
+    def inpainting(self, image: bytes, mask_image: bytes, prompt: str,
+                   negative_prompt: Optional[str] = None, n: int = 1,
+                   size: Optional[str] = None, response_format: str = "url",
+                   **kwargs: Any) -> Any:
+        """Redraw the white part of ``mask_image`` in ``image`` from ``prompt`` (models
+        with an inpainting UNet only)."""
+        return self._upload("/v1/images/inpainting", "inpaint",
+                            {"image": image, "mask_image": mask_image},
+                            {"prompt": prompt, "negative_prompt": negative_prompt, "n": n,
+                             "size": size, "response_format": response_format, **kwargs})
 
 
 class AudioModelHandle(ModelHandle):
-    """An audio model (``/v1/audio/transcriptions`` and ``/v1/audio/speech``); the server
-    has no audio type yet."""
+    """An audio model: ``/v1/audio/transcriptions``, ``/translations`` and ``/speech``.
+
+    Transcripts in ``json`` / ``verbose_json`` are dicts; ``text``, ``srt`` and ``vtt``
+    are strings; with ``stream=True`` an iterator of ``transcript.text.delta`` events and
+    a closing ``transcript.text.done``. Speech is the audio file's bytes, or with
+    ``stream=True`` an iterator of its bytes as they are made.
+    """
+
+    def _transcript(self, path: str, verb: str, audio: bytes, language: Optional[str],
+                    prompt: Optional[str], response_format: str, temperature: float,
+                    timestamp_granularities: Optional[List[str]], kwargs: Dict[str, Any]
+                    ) -> Any:
+        stream = bool(kwargs.pop("stream", False))
+        form: Dict[str, Any] = drop_none({
+            "model": self.model_uid, "language": language, "prompt": prompt,
+            "response_format": response_format, "temperature": str(temperature),
+            **{k: str(v) for k, v in kwargs.items()}})
+        if timestamp_granularities:
+            form["timestamp_granularities[]"] = list(timestamp_granularities)
+        if stream:
+            form["stream"] = "true"
+        text = response_format in ("text", "srt", "vtt") and not stream
+        call = Call("POST", path, f"{verb} with model {self.model_uid!r}", data=form,
+                    files={"file": ("audio", audio, "application/octet-stream")}, raw=text,
+                    stream=stream, parse=(lambda data: data.decode("utf-8")) if text else None)
+        return self._run(call)
 
     def transcriptions(self, audio: bytes, language: Optional[str] = None,
                        prompt: Optional[str] = None, response_format: str = "json",
-                       temperature: float = 0, **kwargs: Any) -> Any:
-        """Transcribe ``audio`` (the bytes of an audio file)."""
-        form = drop_none({"model": self.model_uid, "language": language, "prompt": prompt,
-                          "response_format": response_format,
-                          "temperature": str(temperature), **kwargs})
-        action = f"transcribe with model {self.model_uid!r}"
-        return self._run(Call("POST", "/v1/audio/transcriptions", action, data=form,
-                              files={"file": ("audio", audio, "application/octet-stream")}))
+                       temperature: float = 0,
+                       timestamp_granularities: Optional[List[str]] = None,
+                       **kwargs: Any) -> Any:
+        """Transcribe ``audio`` (the bytes of an audio file) in its own language."""
+        return self._transcript("/v1/audio/transcriptions", "transcribe", audio, language,
+                                prompt, response_format, temperature,
+                                timestamp_granularities, kwargs)
+
+    def translations(self, audio: bytes, language: Optional[str] = None,
+                     prompt: Optional[str] = None, response_format: str = "json",
+                     temperature: float = 0,
+                     timestamp_granularities: Optional[List[str]] = None,
+                     **kwargs: Any) -> Any:
+        """Transcribe ``audio`` into English (multilingual models)."""
+        return self._transcript("/v1/audio/translations", "translate", audio, language,
+                                prompt, response_format, temperature,
+                                timestamp_granularities, kwargs)
 
     def speech(self, input: str, voice: str = "", response_format: str = "mp3",
-               speed: float = 1.0, **kwargs: Any) -> Any:
-        """Speak ``input``; the result is the audio file's bytes."""
+               speed: float = 1.0, stream: bool = False, **kwargs: Any) -> Any:
+        """Speak ``input``; the result is the audio file's bytes (``stream``: an iterator
+        of its bytes as they come)."""
         body = {"model": self.model_uid, "input": input, "voice": voice,
                 "response_format": response_format, "speed": speed, **kwargs}
-        return self._post("/v1/audio/speech", "synthesize speech", body, raw=True)
+        if stream:
+            body["stream"] = True
+        return self._post("/v1/audio/speech", "synthesize speech", body, stream=stream,
+                          raw=True)
 
 
 def handle_for(runner: Any, model_uid: str, description: Dict[str, Any]) -> ModelHandle:

@@ -108,6 +108,9 @@ class SyncRunner(_Runner):
 
     def _events(self, call: Call, response: httpx.Response) -> Iterator[Any]:
         try:
+            if call.raw:  # a raw stream (speech): its bytes as they come
+                yield from response.iter_bytes()
+                return
             yield from iter_events(response.iter_lines(), call.action)
         except httpx.TransportError as exc:
             raise self._unreachable(call, exc) from None
@@ -147,6 +150,10 @@ class AsyncRunner(_Runner):
 
     async def _events(self, call: Call, response: httpx.Response) -> AsyncIterator[Any]:
         try:
+            if call.raw:  # a raw stream (speech): its bytes as they come
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+                return
             async for event in aiter_events(response.aiter_lines(), call.action):
                 yield event
         except httpx.TransportError as exc:

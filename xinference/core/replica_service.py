@@ -22,7 +22,10 @@ _INLINE_ENCODE_ITEMS = 64
 
 
 async def encoded(result: Any) -> bytes:
-    """``result`` as JSON bytes; large answers are encoded in a worker thread."""
+    """``result`` as JSON bytes; large answers are encoded in a worker thread. An answer
+    that is bytes already (audio, subtitles) is sent as it is."""
+    if isinstance(result, (bytes, bytearray)):
+        return bytes(result)
     items = ()
     if isinstance(result, dict):
         items = result.get("data") or result.get("results") or result.get("choices") or ()
@@ -56,7 +59,8 @@ class ReplicaService:
         return await encoded(await self._serving.answer(self.engine, call))
 
     def stream(self, call: InferenceCall) -> AsyncIterator[bytes]:
-        """The streamed answer as SSE frames, one bytes item per batch of ready events.
+        """The streamed answer as SSE frames, one bytes item per batch of ready events
+        (events that are bytes, such as audio, are joined as they are, unframed).
         A bad request raises here, before anything is sent."""
         self._check(call)
         events = self._serving.stream(self.engine, call)
@@ -65,7 +69,10 @@ class ReplicaService:
     @staticmethod
     async def _frames(events: AsyncIterator[Dict[str, Any]], named: bool) -> AsyncIterator[bytes]:
         async for batch in ready_batches(events):
-            yield sse_frames(batch, named)
+            if isinstance(batch[0], (bytes, bytearray)):
+                yield b"".join(batch)
+            else:
+                yield sse_frames(batch, named)
 
     async def abort(self, request_id: str) -> bool:
         """Stop request ``request_id``; False when nothing by that id runs here."""

@@ -109,6 +109,9 @@ def parse_custom_family(model_type: str, model: Union[str, Mapping[str, Any]]) -
     """
     model_type = normalize_model_type(model_type)
     data = _as_object(model)
+    shape = find_model_type(model_type).family_shape
+    if shape:
+        data = load_target(shape)(data)
     data.pop("built_in", None)
     data.pop("is_builtin", None)
     declared = data.get("model_type")

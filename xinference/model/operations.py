@@ -37,7 +37,9 @@ class Operation(str, enum.Enum):
 
 _LABELS = {Operation.CHAT: "chat", Operation.COMPLETE: "text completion",
            Operation.COUNT_TOKENS: "token counting", Operation.EMBED: "embeddings",
-           Operation.RERANK: "rerank"}
+           Operation.RERANK: "rerank", Operation.TRANSCRIBE: "transcription",
+           Operation.TRANSLATE: "translation (into English)",
+           Operation.SPEECH: "speech synthesis"}
 
 
 class Dialect(str, enum.Enum):

@@ -83,6 +83,7 @@ class Job:
     forced: bool = False
     backend_ids: List[str] = field(default_factory=list)
     backend: Any = None
+    inputs: List[Dict[str, Any]] = field(default_factory=list)  # per prompt: e.g. pixel values
 
     @property
     def n_choices(self) -> int:
@@ -210,6 +211,7 @@ class DeltaEngine(LLMEngine):
 
     engine_name = ""
     capabilities = LLMEngine.capabilities | {Operation.COUNT_TOKENS}
+    reads_images = False  # True: image parts reach the chat template (see _chat_inputs)
 
     def __init__(self, config):
         super().__init__(config)
@@ -235,6 +237,11 @@ class DeltaEngine(LLMEngine):
 
     def _loaded(self) -> bool:
         return self.tokenizer is not None
+
+    def _chat_inputs(self, prompt: str, request: Dict[str, Any]) -> Dict[str, Any]:
+        """The chat prompt as :class:`Job` fields: its token ids (``prompts``); an engine
+        that reads images adds their model inputs (``inputs``)."""
+        return {"prompts": [self._encode(prompt, special=False)]}
 
     # ------------------------------------------------------------ loading helpers
     def _setup_text(self, tokenizer: Any, context_length: Optional[int],
@@ -306,15 +313,17 @@ class DeltaEngine(LLMEngine):
         tools = offered_tools(request)
         prompt = render_chat_template(self.chat_template, request.get("messages"), tools, True,
                                       special_tokens(self.tokenizer),
-                                      template_kwargs(self.config.enable_thinking, request))
+                                      template_kwargs(self.config.enable_thinking, request),
+                                      images=self.reads_images)
         tags = reasoning_tags(self.config.family or {}, self.chat_template)
         fmt = (self.config.family or {}).get("tool_call_format") or "auto"
         # tool_choice "required" or a named function: the backend's guidance makes calls
         forced = forced_call_schema(tools, request.get("tool_choice"))
         if forced:
             fmt = self._forced_format(fmt)
+        inputs = self._chat_inputs(prompt, request)
         return self._job(
-            request, "chat", [self._encode(prompt, special=False)], reasoning=tags,
+            request, "chat", inputs.pop("prompts"), **inputs, reasoning=tags,
             in_reasoning=(bool(tags) and prompt_opens_reasoning(prompt, *tags)
                           and not request.get("response_format") and not forced),
             tool_format=(fmt if fmt in FORMATS else "auto") if tools else None,

@@ -9,6 +9,8 @@ Filled in where llama.cpp falls short: ``n`` > 1 and prompt lists run as separat
 calls with merged choices and usage, a forced ``tool_choice`` is written under
 llama.cpp's JSON grammar and parsed here, and whole answers are streamed inside,
 so that a cancelled caller or abort() stops them too.
+Images (``image_url`` data URIs; the serving layer has fetched any URL) need the
+multimodal projector given at launch (``mmproj``), which turns them into image tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ...errors import (InvalidRequestError, ModelLaunchError, ModelUnavailableEr
                        RequestAbortedError, XinferenceError)
 from ..llm.assembler import ChatDeltaAssembler, parsed_delta
 from ..llm.deltas import ChoiceDelta, Generation, ToolCallDelta, Usage
+from ..llm.images import image_urls
 from ..llm.protocol import TokenLogprob, new_request_id, now
 from ..llm.tool_calls import forced_call_schema, tool_names
 from ..operations import Operation
@@ -172,6 +175,7 @@ class LlamaCppEngine(LLMEngine):
         self._api_key: Optional[str] = None
         self._executor: Optional[ThreadPoolExecutor] = None
         self._facts: Dict[str, Any] = {}
+        self._projector = ""
         self._runs: Dict[str, List[_StreamRun]] = {}
         self._live: Set[_StreamRun] = set()
         family = config.family or {}
@@ -192,9 +196,10 @@ class LlamaCppEngine(LLMEngine):
             raise ModelLaunchError(f"llama.cpp could not load {path}: {exc}") from None
         slots = params.n_parallel
         self._executor = ThreadPoolExecutor(4 * slots + 4, thread_name_prefix="llama.cpp")
+        self._projector = params.mmproj.path
         self._facts = {"engine": "llama.cpp", "n_ctx": params.n_ctx, "n_parallel": slots,
                        "n_ctx_per_slot": params.n_ctx // slots,
-                       "threads": params.cpuparams.n_threads}
+                       "threads": params.cpuparams.n_threads, "vision": bool(self._projector)}
 
     def close(self) -> None:
         self._server = None  # freed when the calls still running return
@@ -214,7 +219,8 @@ class LlamaCppEngine(LLMEngine):
     def count_chat_tokens(self, request: Dict[str, Any]) -> int:
         """Prompt tokens of a chat request: llama.cpp renders and tokenizes it, no generation."""
         payload = self._jobs(dict(request, n=1), "chat")[0].payload
-        return llama_cpp_tokens.count_chat_tokens(self._require(), payload, self._api_key)
+        return llama_cpp_tokens.count_chat_tokens(self._require(), payload, self._api_key,
+                                                  by_generation=bool(self._images(request)))
 
     def start_chat(self, request: Dict[str, Any]) -> Generation:
         return self._generation(request, "chat")
@@ -237,8 +243,22 @@ class LlamaCppEngine(LLMEngine):
     def _handler(self, kind: str) -> Callable:
         return getattr(self._require(), _HANDLERS[kind])
 
+    def _images(self, request: Dict[str, Any]) -> int:
+        """How many images the chat has; a 400 when this replica cannot take them."""
+        urls = image_urls(request.get("messages"))
+        if urls and not self._projector:
+            raise InvalidRequestError(
+                "this model was launched without a multimodal projector, so it cannot read "
+                "images; launch it with the option mmproj=<projector GGUF>", param="messages")
+        if any(not url.lower().startswith("data:") for url in urls):
+            raise InvalidRequestError("images must reach the engine as data URIs",
+                                      param="messages")
+        return len(urls)
+
     def _jobs(self, request: Dict[str, Any], kind: str) -> List[_Job]:
         """One llama.cpp call per choice: ``n`` times each prompt, in OpenAI's order."""
+        if kind == "chat":
+            self._images(request)
         body = {k: v for k, v in request.items() if k not in _DROP}
         forced = forced_call_schema(body.get("tools"), body.get("tool_choice"))
         if forced and kind == "chat":  # llama.cpp may not enforce it: its JSON grammar does

@@ -2,8 +2,9 @@
 
 Every launch option naming a ``CommonParams`` field (``-`` read as ``_``, dotted paths for
 nested ones) is set, coerced to its type; slots, context and threads get defaults sized for a
-shared CPU box. Options that would open llama.cpp's own HTTP server to others are
-managed here and refused.
+shared CPU box. ``mmproj`` (or Xinference's ``multimodal_projector``) is the multimodal
+projector GGUF of a vision model: a path, or a file name beside the model's GGUF. Options
+that would open llama.cpp's own HTTP server to others are managed here and refused.
 """
 
 from __future__ import annotations
@@ -105,6 +106,24 @@ def _int_option(options: Dict[str, Any], key: str, default: int, low: int) -> in
     return value
 
 
+def projector_path(options: Dict[str, Any], model_path: str) -> str:
+    """The ``mmproj`` / ``multimodal_projector`` option as an existing file's path ("" if
+    neither is given); relative names are looked up beside the model's GGUF."""
+    given = [options.pop(k) for k in ("mmproj", "multimodal_projector") if k in options]
+    if len(given) > 1:
+        raise InvalidRequestError("give the projector once: mmproj or multimodal_projector",
+                                  param="mmproj")
+    if not given or given[0] in (None, ""):
+        return ""
+    path = os.path.expanduser(str(given[0]))
+    if not os.path.isabs(path):
+        path = os.path.join(os.path.dirname(model_path) or ".", path)
+    if not os.path.isfile(path):
+        raise InvalidRequestError(f"the multimodal projector {given[0]!r} is not a file "
+                                  f"(looked for {path})", param="mmproj")
+    return path
+
+
 def build_params(config: EngineConfig) -> Any:
     """The ``xllamacpp.CommonParams`` for ``config`` (no model is loaded).
 
@@ -123,6 +142,7 @@ def build_params(config: EngineConfig) -> Any:
         n_ctx = max(min(config.context_length or DEFAULT_CTX, DEFAULT_CTX), slots * MIN_SLOT_CTX)
     params = xllamacpp.CommonParams()
     params.model.path = config.model_path
+    params.mmproj.path = projector_path(options, config.model_path)
     params.n_ctx, params.n_parallel = n_ctx, slots
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
     params.warmup, params.use_jinja, params.endpoint_metrics, params.ui = False, True, True, False

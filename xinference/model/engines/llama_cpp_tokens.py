@@ -59,12 +59,15 @@ def _by_generation(server: Any, request: Dict[str, Any]) -> int:
     return int(answer["usage"]["prompt_tokens"])
 
 
-def count_chat_tokens(server: Any, request: Dict[str, Any], api_key: Optional[str]) -> int:
+def count_chat_tokens(server: Any, request: Dict[str, Any], api_key: Optional[str],
+                      by_generation: bool = False) -> int:
     """Tokens of the chat prompt llama.cpp builds for ``request`` (an OpenAI chat body,
     as the engine passes it to ``handle_chat_completions``). Blocking; ``api_key`` is
-    the key the server was started with (``CommonParams.api_keys[0]``)."""
+    the key the server was started with (``CommonParams.api_keys[0]``). With
+    ``by_generation`` (a chat with images: ``/tokenize`` sees only their markers) the count
+    is the ``prompt_tokens`` of a one-token generation."""
     address = getattr(server, "listening_address", None)
-    if not address:
+    if not address or by_generation:
         return _by_generation(server, request)
     prompt = _post(address, "/apply-template", request, api_key).get("prompt")
     if not isinstance(prompt, str):

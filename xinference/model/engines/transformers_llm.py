@@ -14,6 +14,9 @@ Options (``EngineConfig.options``): ``n_threads`` (torch intra-op threads,
 default 1: more threads on a busy small machine is far slower), ``device``
 (``cpu``/``cuda``/..., default: cuda when present), ``dtype`` (default float32
 on CPU, the checkpoint's own on GPU), ``trust_remote_code``.
+
+A family with the ``vision`` ability is loaded as an image-text-to-text model with
+its processor, and its chats may carry images (:mod:`.transformers_vision`).
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ class TransformersEngine(DeltaEngine):
         self.scheduler = None
         self._grammar: Optional[JsonGrammar] = None
         self.n_threads = int(config.options.get("n_threads") or 1)
+        self.processor: Any = None
+        self.reads_images = "vision" in ((config.family or {}).get("model_ability") or [])
 
     @property
     def _stop_ids(self):
@@ -78,13 +83,14 @@ class TransformersEngine(DeltaEngine):
         self.model.eval()
         gen = getattr(self.model, "generation_config", None)
         eos = getattr(gen, "eos_token_id", None)
-        self._setup_text(tokenizer, getattr(self.model.config, "max_position_embeddings", None),
+        text_config = self.model.config.get_text_config()  # a vision model's language part
+        self._setup_text(tokenizer, getattr(text_config, "max_position_embeddings", None),
                          eos if isinstance(eos, (list, tuple)) else [eos])
         if gen is not None and getattr(gen, "do_sample", False):
             for key in ("temperature", "top_p", "top_k"):
                 if getattr(gen, key, None) is not None:
                     self.defaults[key] = getattr(gen, key)
-        vocab = max(len(tokenizer), getattr(self.model.config, "vocab_size", 0) or 0)
+        vocab = max(len(tokenizer), getattr(text_config, "vocab_size", 0) or 0)
         self._grammar = JsonGrammar(tokenizer, vocab, self.stop_ids)
         from ..llm.batch_scheduler import BatchScheduler
 
@@ -106,6 +112,14 @@ class TransformersEngine(DeltaEngine):
                 raise ModelLaunchError(f"{path} is a file but not a GGUF file", param="model_path")
             kwargs["gguf_file"] = os.path.basename(path)
             path = os.path.dirname(path) or "."
+        if self.reads_images:
+            from .transformers_vision import load_vision_model
+
+            if "gguf_file" in kwargs:
+                raise ModelLaunchError("vision models on transformers load from a Hugging Face "
+                                       "folder, not a GGUF file", param="model_path")
+            self.processor, model = load_vision_model(path, dtype, kwargs)
+            return self.processor.tokenizer, model.to(device)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
@@ -125,7 +139,8 @@ class TransformersEngine(DeltaEngine):
 
     def describe(self) -> Dict[str, Any]:
         facts = {"engine": "Transformers", "n_threads": self.n_threads,
-                 "context_length": self.context_length, "continuous_batching": True}
+                 "context_length": self.context_length, "continuous_batching": True,
+                 "vision": self.processor is not None}
         if self.scheduler is not None:
             facts.update(self.scheduler.stats())
         return facts
@@ -144,6 +159,21 @@ class TransformersEngine(DeltaEngine):
     # ------------------------------------------------------------- generating
     def _forced_format(self, family_format: str) -> str:
         return "hermes" if family_format == "hermes" else "json"
+
+    def _chat_inputs(self, prompt: str, request: Dict[str, Any]) -> Dict[str, Any]:
+        if self.processor is None:
+            return super()._chat_inputs(prompt, request)
+        from .transformers_vision import chat_inputs, request_images
+
+        pictures = request_images(request)  # decoded outside the lock the decoding thread takes
+        with self._tokenizer_lock:
+            return chat_inputs(self.processor, prompt, pictures, self.model.dtype)
+
+    def count_chat_tokens(self, request: Dict[str, Any]) -> int:
+        """Prompt tokens of a chat request; a vision model's include its image tokens."""
+        if self.processor is None:
+            return super().count_chat_tokens(request)
+        return sum(map(len, self._chat_job(dict(request, n=1)).prompts))
 
     def _prepare(self, job: Job) -> None:
         if job.schema is None:
@@ -168,7 +198,8 @@ class TransformersEngine(DeltaEngine):
                 constraint = self._grammar.matcher(job.backend) if job.backend else None
                 seqs.append(Sequence(prompt, job.params.for_choice(c), budget, self.stop_ids,
                                      self._decode, self._token_text,
-                                     partial(_post, loop, queue, index), constraint))
+                                     partial(_post, loop, queue, index), constraint,
+                                     job.inputs[p] if job.inputs else None))
         scheduler = self.scheduler
         try:
             for seq in seqs:

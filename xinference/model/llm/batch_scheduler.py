@@ -14,7 +14,8 @@ left-padded to a common length, with a 2D attention mask marking the padding
 and explicit per-row ``position_ids``. Between decoding steps the worker:
 
 1. admits waiting sequences (up to ``max_batch_size`` rows): each is prefilled
-   alone (no padding inside a prompt), samples its first token, and its KV
+   alone (no padding inside a prompt; a vision model's pixel values go in here
+   and become part of the prompt's KV rows), samples its first token, and its KV
    rows are left-padded and concatenated onto the batch;
 2. drops rows that finished or were cancelled (index-select on the batch
    dimension, then trims padding columns no row needs any more);
@@ -70,8 +71,9 @@ class Sequence:
     def __init__(self, prompt_ids: List[int], params: SamplingParams, budget: int,
                  stop_ids: Set[int], decode: Callable[[List[int]], str],
                  token_text: Callable[[int], str], emit: Callable[[StepOutput], None],
-                 constraint: Any = None):
+                 constraint: Any = None, inputs: Optional[Dict[str, Any]] = None):
         self.prompt_ids = list(prompt_ids)
+        self.inputs = inputs or {}  # extra model inputs of the prefill (e.g. pixel_values)
         self.params = params
         self.budget = budget
         self.stop_ids = (set() if params.ignore_eos else set(stop_ids)) | set(params.stop_token_ids)
@@ -244,10 +246,11 @@ class BatchScheduler:
         if joined:
             self._merge(joined)
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any):
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any,
+                 **inputs: Any):
         kwargs = {"logits_to_keep": 1} if self._keep_arg else {}
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                         past_key_values=cache, use_cache=True, **kwargs)
+                         past_key_values=cache, use_cache=True, **kwargs, **inputs)
         return out.logits[:, -1, :]
 
     def _prefill(self, seq: Sequence):
@@ -258,7 +261,10 @@ class BatchScheduler:
         mask = torch.ones((1, n), dtype=torch.long, device=self.device)
         positions = torch.arange(n, device=self.device).unsqueeze(0)
         cache = DynamicCache(config=self.model.config)
-        logits = self._forward(ids, mask, positions, cache)
+        inputs = {k: v.to(self.device) if isinstance(v, torch.Tensor) else v
+                  for k, v in seq.inputs.items()}
+        logits = self._forward(ids, mask, positions, cache, **inputs)
+        seq.inputs = {}  # the image features are in the cache now
         if self.max_batch_size > 1 and not self._plain_cache(cache):
             logger.warning("this model's cache is not plain full attention: batching disabled")
             self.max_batch_size = 1

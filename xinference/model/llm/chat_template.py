@@ -51,22 +51,28 @@ def compile_template(source: str):
     return env.from_string(source)
 
 
-def _text_of(content: Any, where: str) -> str:
+def _text_of(content: Any, where: str, images: bool = False) -> Any:
+    """Message content as text; with ``images``, content holding images stays a list of
+    ``{"type": "text", "text"}`` and ``{"type": "image"}`` parts, as vision templates
+    expect."""
     if content is None:
         return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        texts = []
+        texts, parts = [], []
         for part in content:
             kind = part.get("type") if isinstance(part, Mapping) else None
             if kind == "text":
                 texts.append(str(part.get("text", "")))
+                parts.append({"type": "text", "text": texts[-1]})
+            elif kind == "image_url" and images:
+                parts.append({"type": "image"})
             else:
-                raise InvalidRequestError(
-                    f"{where}: content parts of type {kind!r} are not supported by this model; "
-                    "send text only", param="messages")
-        return "\n".join(texts)
+                what = ("image parts are not read by this engine" if kind == "image_url" else
+                        f"content parts of type {kind!r} are not supported by this model")
+                raise InvalidRequestError(f"{where}: {what}; send text only", param="messages")
+        return parts if len(parts) > len(texts) else "\n".join(texts)
     raise InvalidRequestError(f"{where}: content must be a string or a list of parts",
                               param="messages")
 
@@ -91,9 +97,10 @@ def _tool_calls(calls: Any, where: str) -> List[Dict[str, Any]]:
     return out
 
 
-def normalize_messages(messages: Any) -> List[Dict[str, Any]]:
-    """OpenAI messages -> what templates expect: text content, ``developer`` as ``system``,
-    tool-call arguments as mappings. Raises :class:`InvalidRequestError` on bad input."""
+def normalize_messages(messages: Any, images: bool = False) -> List[Dict[str, Any]]:
+    """OpenAI messages -> what templates expect: text content (image parts kept as
+    ``{"type": "image"}`` when ``images``), ``developer`` as ``system``, tool-call
+    arguments as mappings. Raises :class:`InvalidRequestError` on bad input."""
     if not isinstance(messages, list) or not messages:
         raise InvalidRequestError("messages must be a non-empty list", param="messages")
     out = []
@@ -108,7 +115,7 @@ def normalize_messages(messages: Any) -> List[Dict[str, Any]]:
                                       f"assistant, tool; got {role!r}", param="messages")
         item = {k: v for k, v in msg.items() if k not in ("role", "content", "tool_calls")}
         item["role"] = role
-        item["content"] = _text_of(msg.get("content"), where)
+        item["content"] = _text_of(msg.get("content"), where, images)
         if msg.get("tool_calls"):
             item["tool_calls"] = _tool_calls(msg["tool_calls"], where)
         out.append(item)
@@ -119,11 +126,13 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]],
                          tools: Optional[Sequence[Mapping[str, Any]]] = None,
                          add_generation_prompt: bool = True,
                          special_tokens: Optional[Mapping[str, Any]] = None,
-                         template_kwargs: Optional[Mapping[str, Any]] = None) -> str:
+                         template_kwargs: Optional[Mapping[str, Any]] = None,
+                         images: bool = False) -> str:
     """Render ``template`` for OpenAI ``messages`` (normalized here) and return the prompt text.
 
     ``special_tokens`` gives ``bos_token``/``eos_token``/...; ``template_kwargs`` are
-    extra variables such as ``enable_thinking``. A template that rejects the
+    extra variables such as ``enable_thinking``; ``images``: image parts reach the
+    template as ``{"type": "image"}`` (else they are a 400). A template that rejects the
     conversation (``raise_exception``) gives :class:`InvalidRequestError`.
     """
     import jinja2
@@ -137,7 +146,7 @@ def render_chat_template(template: str, messages: Sequence[Mapping[str, Any]],
             raise InvalidRequestError(f"chat_template_kwargs cannot set {key!r}",
                                       param="chat_template_kwargs")
         variables[key] = value
-    variables.update(messages=normalize_messages(list(messages)),
+    variables.update(messages=normalize_messages(list(messages), images),
                      tools=list(tools) if tools else None,
                      add_generation_prompt=add_generation_prompt)
     try:
