@@ -164,3 +164,13 @@ def test_custom_whisper_registers_flat_and_runs_on_transformers(local_server, ap
     finally:
         api.delete("/v1/models/e2e-tiny-whisper")
         api.delete("/v1/model_registrations/audio/e2e-tiny-whisper")
+
+
+def test_the_official_xinference_client_speaks_and_transcribes(models):
+    from xinference_client import RESTfulClient
+
+    client = RESTfulClient(models)
+    audio = client.get_model(TTS_UID).speech(SENTENCE, voice="heart", response_format="wav")
+    assert audio[:4] == b"RIFF"
+    heard = client.get_model(STT_UID).transcriptions(audio)
+    assert words(heard["text"]) == words(SENTENCE)

@@ -1,6 +1,6 @@
 """Vision chat on a real xinference-local, through the official ``openai`` SDK.
 
-A tiny random Llava (tests/llm/tiny_vision.py) is registered as a custom LLM with the
+A tiny random Llava (tests/tiny_vision.py) is registered as a custom LLM with the
 ``vision`` ability from its local folder and launched on transformers; the llama.cpp
 fixtures (a tiny Gemma 3 GGUF and its projector) are registered the same way and
 launched with ``mmproj``. SmolLM2, which has no ``vision``, answers an image with a 400.
@@ -12,12 +12,12 @@ import json
 import anthropic
 import openai
 import pytest
+import tiny_vision as tv
 from helpers import wait_until
 
 from .conftest import DEFAULT_MODEL, model_ready
-from .llm_helpers import _TESTS, _load
+from .llm_helpers import _TESTS
 
-tv = _load("tiny_vision", _TESTS / "llm" / "tiny_vision.py")
 FIXTURES = _TESTS / "fixtures" / "vision"
 LLAVA, GEMMA = "e2e-tiny-llava", "e2e-tiny-gemma3"
 RED = tv.data_uri(tv.png_bytes((220, 20, 20)))

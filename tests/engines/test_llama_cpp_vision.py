@@ -3,7 +3,6 @@ projector (SmolLM2), and a chat with an image on a tiny random Gemma 3 with its 
 (GGUF fixtures made by tests/fixtures/vision/make_tiny_gemma3.py)."""
 
 import asyncio
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,7 @@ FIXTURES = Path(__file__).parents[1] / "fixtures" / "vision"
 MODEL, PROJECTOR = FIXTURES / "tiny-gemma3.gguf", FIXTURES / "mmproj-tiny-gemma3.gguf"
 VISION = {"model_ability": ["chat", "vision"]}
 
-_spec = importlib.util.spec_from_file_location(
-    "tiny_vision", Path(__file__).parents[1] / "llm" / "tiny_vision.py")
-tv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tv)
+import tiny_vision as tv  # noqa: E402 - a helper module of tests/
 
 RED = tv.data_uri(tv.png_bytes((220, 20, 20)))
 BLUE = tv.data_uri(tv.png_bytes((20, 20, 220), size=(64, 64)))

@@ -2,18 +2,13 @@
 ``AutoProcessor`` + ``AutoModelForImageTextToText`` because its family has ``vision``."""
 
 import asyncio
-import importlib.util
-from pathlib import Path
 
 import pytest
 
 from xinference.errors import InvalidRequestError
 from xinference.model.engines.base import EngineConfig
 
-_spec = importlib.util.spec_from_file_location(
-    "tiny_vision", Path(__file__).parents[1] / "llm" / "tiny_vision.py")
-tv = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tv)
+import tiny_vision as tv  # noqa: E402 - a helper module of tests/
 
 RED = tv.data_uri(tv.png_bytes((220, 20, 20)))
 BLUE = tv.data_uri(tv.png_bytes((20, 20, 220), size=(64, 64)))

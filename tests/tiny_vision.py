@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location("tiny_models",
-                                               Path(__file__).parent / "tiny_models.py")
+                                               Path(__file__).parent / "llm" / "tiny_models.py")
 tm = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(tm)
 
