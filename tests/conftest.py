@@ -1,9 +1,10 @@
 """What the whole suite shares: the tier markers, the async test runner, the offline models.
 
 Each test gets one tier marker from where it lives (docs/testing.md explains the tiers):
-``api`` under tests/api, ``e2e`` under tests/e2e and for the multi-process cluster tests,
-``engine`` for the files in :data:`ENGINE_FILES` (a real engine on real weights, in this
-process), ``unit`` for everything else. A test marked with a tier by hand keeps it.
+``engine`` for the files in :data:`ENGINE_FILES` (a real engine on real or tiny weights, in
+this process, wherever the file lives), else ``api`` under tests/api, ``e2e`` under
+tests/e2e and for the multi-process cluster tests, ``unit`` for everything else. A test
+marked with a tier by hand keeps it.
 ``async def`` tests run on asyncio (anyio's pytest plugin, ``anyio_mode = auto``).
 """
 
@@ -25,6 +26,7 @@ ENGINE_FILES = {
     "engines/test_transformers_llm.py", "serving/test_llama_cpp_tokens.py",
     "engines/test_diffusers_image.py",
     "engines/test_transformers_vision.py", "engines/test_llama_cpp_vision.py",
+    "api/test_image_routes.py",  # the in-process app over a real (tiny) diffusers engine
 }
 E2E_FILES = {"cluster/test_cluster_processes.py"}
 _TESTS = os.path.dirname(os.path.abspath(__file__))
@@ -34,11 +36,13 @@ def tier_of(path: str) -> str:
     """The tier of the test file at ``path`` (see the module's docstring)."""
     where = os.path.relpath(path, _TESTS).replace(os.sep, "/")
     top = where.split("/", 1)[0]
+    if where in ENGINE_FILES:
+        return "engine"
     if top == "api":
         return "api"
     if top == "e2e" or where in E2E_FILES:
         return "e2e"
-    return "engine" if where in ENGINE_FILES else "unit"
+    return "unit"
 
 
 def pytest_collection_modifyitems(items):
