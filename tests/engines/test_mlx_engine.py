@@ -177,7 +177,7 @@ def test_early_close_stops_generation(rand):
     spent = rand.tokens_generated - before
     time.sleep(0.3)
     assert rand.tokens_generated - before == spent < 50
-    out = run(rand.chat({"messages": tm.FRANCE, "max_tokens": 2}))
+    out = run(rand.chat({"messages": tm.FRANCE, "max_tokens": 2, "logit_bias": no_eos(rand)}))
     assert out["usage"]["completion_tokens"] == 2
 
 
