@@ -167,6 +167,26 @@ def _convert(name: str, type_name: str, raw: str):
         ) from None
 
 
+# Variables accepted for Xinference's sake that nothing acts on yet: a server refuses to
+# start with one of them set rather than ignore it.
+NOT_YET_SUPPORTED = {
+    "allowed_ips": "an IP allow-list is not enforced yet; bind to 127.0.0.1 (the default) "
+                   "or filter clients with a firewall",
+    "virtual_env_skip_installed": "per-model virtualenvs are not built yet",
+    "csg_token": "downloads from CSGHub are not supported yet",
+    "csg_endpoint": "downloads from CSGHub are not supported yet",
+}
+
+
+def refuse_unsupported(environ: Optional[Mapping[str, str]] = None) -> None:
+    """Raise :class:`SettingsError` naming the first variable of :data:`NOT_YET_SUPPORTED`
+    that is set (servers call this at start, so no setting is silently ignored)."""
+    environ = os.environ if environ is None else environ
+    for name, why in NOT_YET_SUPPORTED.items():
+        if environ.get(_env_name(name), "").strip():
+            raise SettingsError(f"{_env_name(name)} is set, but {why}; unset it to start")
+
+
 _cached: Optional[Settings] = None
 
 

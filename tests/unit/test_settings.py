@@ -28,3 +28,28 @@ def test_reads_and_converts():
 def test_bad_values_name_the_variable(env, needle):
     with pytest.raises(SettingsError, match=needle):
         Settings.from_env(env)
+
+
+def test_variables_nothing_acts_on_yet_are_refused_not_ignored():
+    from xinference.settings import SettingsError, refuse_unsupported
+
+    refuse_unsupported({"XINFERENCE_ALLOWED_IPS": "", "XINFERENCE_HOME": "/tmp/x"})
+    with pytest.raises(SettingsError, match="XINFERENCE_ALLOWED_IPS is set.*not enforced"):
+        refuse_unsupported({"XINFERENCE_ALLOWED_IPS": "10.0.0.0/8"})
+    with pytest.raises(SettingsError, match="XINFERENCE_CSG_TOKEN"):
+        refuse_unsupported({"XINFERENCE_CSG_TOKEN": "t"})
+
+
+@pytest.mark.parametrize("module", ["local", "supervisor", "worker"])
+def test_no_server_starts_with_an_ip_allow_list_it_cannot_enforce(module, monkeypatch):
+    import importlib
+
+    from click.testing import CliRunner
+
+    cli = importlib.import_module(f"xinference.deploy.{module}")
+    monkeypatch.setattr(cli, "run_server", lambda *a, **k: pytest.fail("server started"),
+                        raising=False)
+    monkeypatch.setattr(cli, "run_local", lambda *a, **k: pytest.fail("server started"),
+                        raising=False)
+    out = CliRunner().invoke(cli.main, [], env={"XINFERENCE_ALLOWED_IPS": "192.168.0.0/16"})
+    assert out.exit_code == 1 and "XINFERENCE_ALLOWED_IPS is set" in out.output

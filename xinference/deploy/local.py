@@ -14,7 +14,7 @@ from typing import Optional
 
 import click
 
-from ..settings import get_settings
+from ..settings import get_settings, refuse_unsupported
 from .runtime import run_server
 
 logger = logging.getLogger("xinference")
@@ -131,6 +131,7 @@ def main(log_level: str, host: str, port: int, default_model: str,
          no_default_model: bool) -> None:
     try:
         get_settings()
+        refuse_unsupported()
     except ValueError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)

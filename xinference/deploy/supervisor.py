@@ -18,7 +18,7 @@ from typing import Optional
 
 import click
 
-from ..settings import get_settings
+from ..settings import get_settings, refuse_unsupported
 from .runtime import run_server
 
 logger = logging.getLogger("xinference")
@@ -94,6 +94,7 @@ async def serve(host: str, port: int, supervisor_port: Optional[int], log_level:
 def main(log_level: str, host: str, port: int, supervisor_port: Optional[int]) -> None:
     try:
         get_settings()
+        refuse_unsupported()
     except ValueError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)

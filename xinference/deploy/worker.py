@@ -16,7 +16,7 @@ from typing import Optional
 
 import click
 
-from ..settings import Settings, get_settings
+from ..settings import Settings, get_settings, refuse_unsupported
 from .runtime import run_server
 from .supervisor import LOG_LEVELS, pool_address
 
@@ -132,6 +132,7 @@ def main(log_level: str, endpoint: Optional[str], host: str, worker_port: Option
          metrics_exporter_port: Optional[int]) -> None:
     try:
         settings = get_settings()
+        refuse_unsupported()
     except ValueError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
