@@ -75,7 +75,6 @@ class Job:
     created: int
     schema: Optional[dict] = None
     texts: List[str] = field(default_factory=list)
-    include_usage: bool = False
     reasoning: Optional[Tuple[str, str]] = None
     in_reasoning: bool = False
     tool_format: Optional[str] = None
@@ -296,11 +295,9 @@ class DeltaEngine(LLMEngine):
         if self.stop_strings:
             params = replace(params, stop=params.stop + self.stop_strings)
         budgets = [params.token_budget(len(p), self.context_length) for p in prompts]
-        options = request.get("stream_options") or {}
         schema = extra.pop("schema", None) or response_format_schema(request.get("response_format"))
         job = Job(str(request.get("request_id") or P.new_request_id()), prompts, params, budgets,
-                  P.now(), schema=schema, include_usage=bool(options.get("include_usage")),
-                  **extra)
+                  P.now(), schema=schema, **extra)
         self._prepare(job)
         return job
 
